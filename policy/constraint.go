@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Constraint is a parsed version constraint such as ">=2.1.0, <3".
+//
+// Syntax: one or more alternatives separated by "||"; each alternative is
+// one or more comparisons separated by commas or spaces, all of which must
+// hold. A comparison is an operator followed by a version: "=" or "==",
+// "!=", ">", ">=", "<", "<=", "~" (same major and minor, at least the
+// given version: "~1.4.2" is ">=1.4.2, <1.5") or "^" (same major, at least
+// the given version: "^1.4.2" is ">=1.4.2, <2"; "^0.4.2" is ">=0.4.2,
+// <0.5"). A bare version means "=". "*" alone matches every version.
+// Comparisons use the order of CompareVersions, so a pre-release of 3.0.0
+// satisfies "<3".
+type Constraint struct {
+	raw  string
+	alts [][]comparison
+}
+
+type comparison struct {
+	op string // one of = != > >= < <=
+	v  Version
+}
+
+// ParseConstraint parses s, naming the faulty part in its error.
+func ParseConstraint(s string) (Constraint, error) {
+	c := Constraint{raw: strings.TrimSpace(s)}
+	if c.raw == "" {
+		return Constraint{}, fmt.Errorf("parsing version constraint: empty: write one such as \">=2.1.0, <3\"")
+	}
+	if c.raw == "*" {
+		return c, nil
+	}
+	for alt := range strings.SplitSeq(c.raw, "||") {
+		var cmps []comparison
+		fields := strings.FieldsFunc(alt, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+		// Join an operator written apart from its version (">= 2.1").
+		for i := 0; i < len(fields); i++ {
+			f := fields[i]
+			if isOperator(f) {
+				if i+1 >= len(fields) {
+					return Constraint{}, fmt.Errorf("parsing version constraint %q: operator %q has no version after it", s, f)
+				}
+				f += fields[i+1]
+				i++
+			}
+			more, err := parseComparison(f)
+			if err != nil {
+				return Constraint{}, fmt.Errorf("parsing version constraint %q: %w", s, err)
+			}
+			cmps = append(cmps, more...)
+		}
+		if len(cmps) == 0 {
+			return Constraint{}, fmt.Errorf("parsing version constraint %q: empty alternative around \"||\"", s)
+		}
+		c.alts = append(c.alts, cmps)
+	}
+	return c, nil
+}
+
+func isOperator(s string) bool {
+	switch s {
+	case "=", "==", "!=", ">", ">=", "<", "<=", "~", "^":
+		return true
+	}
+	return false
+}
+
+func parseComparison(f string) ([]comparison, error) {
+	op := ""
+	for _, o := range []string{"==", "!=", ">=", "<=", "=", ">", "<", "~", "^"} {
+		if strings.HasPrefix(f, o) {
+			op = o
+			break
+		}
+	}
+	text := f[len(op):]
+	if text == "" {
+		return nil, fmt.Errorf("comparison %q has no version", f)
+	}
+	v, err := ParseVersion(text)
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(text, "<>=!~^|") {
+		return nil, fmt.Errorf("comparison %q: unexpected operator inside the version", f)
+	}
+	switch op {
+	case "", "=", "==":
+		return []comparison{{"=", v}}, nil
+	case "~", "^":
+		if !v.valid {
+			return nil, fmt.Errorf("comparison %q: %q needs a semantic version such as 1.4.2", f, op)
+		}
+		return []comparison{{">=", v}, {"<", upperBound(v, op)}}, nil
+	}
+	return []comparison{{op, v}}, nil
+}
+
+// upperBound returns the exclusive bound of a tilde or caret range.
+func upperBound(v Version, op string) Version {
+	nums := make([]uint64, 3)
+	copy(nums, v.nums)
+	var bound []uint64
+	switch {
+	case op == "~":
+		bound = []uint64{nums[0], nums[1] + 1}
+	case nums[0] > 0:
+		bound = []uint64{nums[0] + 1}
+	case nums[1] > 0:
+		bound = []uint64{0, nums[1] + 1}
+	default:
+		bound = []uint64{0, 0, nums[2] + 1}
+	}
+	for len(bound) > 0 && bound[len(bound)-1] == 0 {
+		bound = bound[:len(bound)-1]
+	}
+	// The bound carries the lowest pre-release so that pre-releases of the
+	// next version ("2.0.0-rc.1") fall outside "^1.4".
+	return Version{raw: formatNums(bound) + "-0", valid: true, nums: bound, pre: []string{"0"}}
+}
+
+func formatNums(nums []uint64) string {
+	if len(nums) == 0 {
+		return "0"
+	}
+	var b strings.Builder
+	for i, n := range nums {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		fmt.Fprint(&b, n)
+	}
+	return b.String()
+}
+
+// String returns the constraint as it was written.
+func (c Constraint) String() string { return c.raw }
+
+// Check reports whether v satisfies the constraint.
+func (c Constraint) Check(v Version) bool {
+	if len(c.alts) == 0 {
+		return c.raw == "*"
+	}
+	for _, alt := range c.alts {
+		ok := true
+		for _, cmp := range alt {
+			if !cmp.holds(v) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (cmp comparison) holds(v Version) bool {
+	c := v.Compare(cmp.v)
+	switch cmp.op {
+	case "=":
+		return c == 0
+	case "!=":
+		return c != 0
+	case ">":
+		return c > 0
+	case ">=":
+		return c >= 0
+	case "<":
+		return c < 0
+	case "<=":
+		return c <= 0
+	}
+	return false
+}
