@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,18 +15,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ErrNotFound is returned by Get and History when no device has the given
-// (manufacturer, serial) identity.
+// ErrNotFound is returned (wrapped) by Get and History when no device has
+// the given (manufacturer, serial) identity.
 var ErrNotFound = errors.New("device not found")
 
 // State is a device's lifecycle state.
 type State string
 
-// Lifecycle states. A device is active while it is seen; departed after it
-// sent an mDNS goodbye on every interface it was on; stale when it has not
-// been seen for InventoryOptions.StaleAfter; retired when it has not been
-// seen for InventoryOptions.RetireAfter. Any later sighting or check-in
-// makes it active again. Records are never deleted.
+// Lifecycle states. A device is active while it is seen. It is departed
+// once it has sent an mDNS goodbye on every interface it was present on.
+// It becomes stale when unseen for InventoryOptions.StaleAfter and retired
+// when unseen for InventoryOptions.RetireAfter. Any later sighting or
+// check-in makes it active again. Records are never deleted.
 const (
 	StateActive   State = "active"
 	StateDeparted State = "departed"
@@ -34,17 +34,15 @@ const (
 	StateRetired  State = "retired"
 )
 
-// Event kinds recorded in a device's history and returned by CheckIn,
-// Observe and Sweep.
-const (
-	EventDiscovered     = "discovered"
-	EventCheckIn        = "checkin"
-	EventVersionChanged = "version-changed"
-	EventAddressChanged = "address-changed"
-	EventDeparted       = "departed"
-	EventStale          = "stale"
-	EventRetired        = "retired"
-)
+// ParseState returns the State named s, or an error listing the valid
+// names.
+func ParseState(s string) (State, error) {
+	switch st := State(s); st {
+	case StateActive, StateDeparted, StateStale, StateRetired:
+		return st, nil
+	}
+	return "", fmt.Errorf("invalid device state %q: use active, departed, stale or retired", s)
+}
 
 // InventoryOptions configures an Inventory. Zero values take the
 // documented defaults.
@@ -55,6 +53,18 @@ type InventoryOptions struct {
 	// RetireAfter is how long a device may go unseen before it is
 	// retired. It must be greater than StaleAfter. Default 30 days.
 	RetireAfter time.Duration
+	// TouchInterval bounds how often a sighting that changes nothing but
+	// the last-seen time is written to disk. Between writes the newer
+	// time is kept in memory and shown by Get, List and Sweep, so a crash
+	// loses at most this much last-seen precision. Default 1 minute.
+	TouchInterval time.Duration
+	// SweepInterval is how often Run applies the stale and retired
+	// thresholds. Default StaleAfter/10, clamped to [1s, 5m].
+	SweepInterval time.Duration
+	// OnEvent, when set, receives the events of the sweeps that Run
+	// performs. CheckIn, Observe, ObserveBatch and Sweep return their
+	// events to the caller instead.
+	OnEvent func(Event)
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the inventory's metrics. Default: none.
@@ -69,80 +79,158 @@ type CheckIn struct {
 	Manufacturer, Serial, Model, HardwareRevision, Version, DeviceClass string
 	// Components maps installed software component names to versions.
 	Components map[string]string
-	// Address is the address the check-in came from; Interface the
-	// clinical VLAN interface it arrived on.
-	Address   netip.Addr
-	Interface string
+	// Address is the address the check-in came from, and Interface the
+	// clinical VLAN interface it arrived on. Both are optional.
+	Address                      netip.Addr
+	Interface                    string
 	InClinicalUse, InMaintenance bool
-	// Time is when the check-in happened; zero means the inventory clock.
+	// Time is when the check-in happened. Zero means the inventory clock.
 	Time time.Time
 }
 
-// AddressSighting is one address a device was seen at on one interface.
+// AddressSighting is one address a device used on one interface.
 type AddressSighting struct {
 	Address   netip.Addr `json:"address"`
 	Interface string     `json:"interface"`
-	FirstSeen time.Time  `json:"first_seen"`
-	LastSeen  time.Time  `json:"last_seen"`
-}
-
-// Device is the inventory record for one physical device, identified by
-// (Manufacturer, Serial).
-type Device struct {
-	Manufacturer     string            `json:"manufacturer"`
-	Serial           string            `json:"serial"`
-	Model            string            `json:"model"`
-	HardwareRevision string            `json:"hardware_revision,omitempty"`
-	Version          string            `json:"version"`
-	DeviceClass      string            `json:"device_class,omitempty"`
-	Components       map[string]string `json:"components,omitempty"`
-	// Verified is true when an authenticated check-in confirmed the
-	// current claims and no later mDNS sighting contradicted them.
-	Verified  bool      `json:"verified"`
-	State     State     `json:"state"`
+	// Source is "mdns" or "checkin": where the address was learned.
+	Source    string    `json:"source"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Link is a device's presence on one clinical VLAN interface.
+type Link struct {
+	Interface string `json:"interface"`
+	// Instance is the mDNS service instance name last announced on this
+	// interface, or empty if the device was only seen by check-in.
+	Instance string `json:"instance,omitempty"`
+	// Addresses are the device's current addresses on this interface,
+	// at most one per address family.
+	Addresses []netip.Addr `json:"addresses,omitempty"`
+	// Present is false after a goodbye on this interface.
+	Present    bool      `json:"present"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+	DepartedAt time.Time `json:"departed_at,omitzero"`
+}
+
+// Claim is what mDNS last announced for a checked-in device where it
+// differs from the last check-in. It stays unverified until a check-in
+// reports the same values.
+type Claim struct {
+	Model            string    `json:"model,omitempty"`
+	HardwareRevision string    `json:"hardware_revision,omitempty"`
+	Version          string    `json:"version,omitempty"`
+	DeviceClass      string    `json:"device_class,omitempty"`
+	InClinicalUse    bool      `json:"in_clinical_use"`
+	InMaintenance    bool      `json:"in_maintenance"`
+	Interface        string    `json:"interface"`
+	Time             time.Time `json:"time"`
+}
+
+// maxAddressHistory bounds Device.Addresses. Older sightings drop out of
+// the record; the address-changed events in the history keep them all.
+const maxAddressHistory = 64
+
+// Device is the inventory record for one physical device, identified by
+// (Manufacturer, Serial) and never by address or instance name.
+type Device struct {
+	Manufacturer     string `json:"manufacturer"`
+	Serial           string `json:"serial"`
+	Model            string `json:"model,omitempty"`
+	HardwareRevision string `json:"hardware_revision,omitempty"`
+	// Version is the installed software version.
+	Version     string `json:"version,omitempty"`
+	DeviceClass string `json:"device_class,omitempty"`
+	// Components maps installed software component names to versions, as
+	// reported by the last check-in.
+	Components map[string]string `json:"components,omitempty"`
+	// APIPort is the device API port announced over mDNS, or 0.
+	APIPort uint16 `json:"api_port,omitempty"`
+	// Verified is true when a check-in reported the current claims and no
+	// later mDNS sighting contradicted them.
+	Verified    bool      `json:"verified"`
+	LastCheckIn time.Time `json:"last_checkin,omitzero"`
+	// Claim holds mDNS claims that contradict the last check-in, or nil.
+	Claim      *Claim    `json:"claim,omitempty"`
+	State      State     `json:"state"`
+	StateSince time.Time `json:"state_since"`
+	FirstSeen  time.Time `json:"first_seen"`
+	// LastSeen is the latest mDNS sighting or check-in.
+	LastSeen time.Time `json:"last_seen"`
 	// Interfaces lists, sorted, every clinical interface the device was
-	// seen on.
+	// ever seen on. Links gives per-interface detail.
 	Interfaces []string `json:"interfaces"`
-	// Addresses is the address history, oldest first.
-	Addresses     []AddressSighting `json:"addresses"`
+	Links      []Link   `json:"links"`
+	// Addresses is the address history, oldest first, capped at 64
+	// entries. The history keeps every address change.
+	Addresses     []AddressSighting `json:"addresses,omitempty"`
 	InClinicalUse bool              `json:"in_clinical_use"`
 	InMaintenance bool              `json:"in_maintenance"`
 	// HistoryLen is the number of events in the device's history.
 	HistoryLen uint64 `json:"history_len"`
 }
 
-// Event is one entry in a device's history.
-type Event struct {
-	Kind    string            `json:"kind"`
-	Time    time.Time         `json:"time"`
-	Device  Device            `json:"device"`
-	Details map[string]string `json:"details,omitempty"`
-}
-
 // Filter selects devices in List. Empty fields match everything.
 type Filter struct {
 	Manufacturer, Model, Version, DeviceClass string
-	// Interface matches devices seen on that clinical VLAN interface.
+	// Interface matches devices ever seen on that clinical VLAN interface.
 	Interface string
 	State     State
+	// Address matches devices that ever used that address.
+	Address netip.Addr
+	// Verified, when non-nil, matches devices whose Verified equals it.
+	Verified *bool
 }
 
-// Inventory is the durable device inventory stored in badger under the
+// Match reports whether d passes the filter.
+func (f Filter) Match(d Device) bool {
+	switch {
+	case f.Manufacturer != "" && f.Manufacturer != d.Manufacturer,
+		f.Model != "" && f.Model != d.Model,
+		f.Version != "" && f.Version != d.Version,
+		f.DeviceClass != "" && f.DeviceClass != d.DeviceClass,
+		f.State != "" && f.State != d.State,
+		f.Verified != nil && *f.Verified != d.Verified,
+		f.Interface != "" && !slices.Contains(d.Interfaces, f.Interface):
+		return false
+	}
+	if f.Address.IsValid() {
+		return slices.ContainsFunc(d.Addresses, func(a AddressSighting) bool { return a.Address == f.Address })
+	}
+	return true
+}
+
+// Inventory is the durable device inventory, stored in badger under the
 // "inv/" key prefix. It is safe for concurrent use.
 type Inventory struct {
-	db   *badger.DB
-	opts InventoryOptions
-	mu   sync.Mutex
+	db      *badger.DB
+	opts    InventoryOptions
+	metrics *inventoryMetrics
+
+	// mu serialises writes, so each read-modify-write of a device record
+	// sees the previous one. It also guards seen and stateCounts.
+	mu sync.Mutex
+	// seen holds last-seen times newer than the stored record, keyed by
+	// device key; see InventoryOptions.TouchInterval.
+	seen        map[string]time.Time
+	stateCounts map[State]int
+
+	runOnce   sync.Once
+	closeOnce sync.Once
+	closed    chan struct{}
+	done      chan struct{}
 }
 
-const invPrefix = "inv/"
-
-// OpenInventory returns an inventory stored in db.
+// OpenInventory returns the inventory stored in db. The caller keeps
+// ownership of db and closes it after Inventory.Close.
 func OpenInventory(db *badger.DB, opts InventoryOptions) (*Inventory, error) {
 	if db == nil {
 		return nil, errors.New("opening inventory: db is nil; pass the gateway's open badger DB")
+	}
+	if opts.StaleAfter < 0 || opts.RetireAfter < 0 || opts.TouchInterval < 0 || opts.SweepInterval < 0 {
+		return nil, fmt.Errorf("opening inventory: negative duration in options (StaleAfter %v, RetireAfter %v, TouchInterval %v, SweepInterval %v)",
+			opts.StaleAfter, opts.RetireAfter, opts.TouchInterval, opts.SweepInterval)
 	}
 	if opts.StaleAfter == 0 {
 		opts.StaleAfter = time.Hour
@@ -153,114 +241,80 @@ func OpenInventory(db *badger.DB, opts InventoryOptions) (*Inventory, error) {
 	if opts.RetireAfter <= opts.StaleAfter {
 		return nil, fmt.Errorf("opening inventory: RetireAfter %v must be greater than StaleAfter %v", opts.RetireAfter, opts.StaleAfter)
 	}
+	if opts.TouchInterval == 0 {
+		opts.TouchInterval = time.Minute
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = min(max(opts.StaleAfter/10, time.Second), 5*time.Minute)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	return &Inventory{db: db, opts: opts}, nil
-}
-
-func deviceKey(manufacturer, serial string) []byte {
-	return []byte(invPrefix + "d/" + manufacturer + "\x00" + serial)
-}
-
-// CheckIn records an authenticated check-in. The record is durable when
-// CheckIn returns.
-func (inv *Inventory) CheckIn(ctx context.Context, c CheckIn) (Device, []Event, error) {
-	if c.Manufacturer == "" || c.Serial == "" {
-		return Device{}, nil, fmt.Errorf("recording check-in: manufacturer %q and serial %q must both be non-empty", c.Manufacturer, c.Serial)
+	inv := &Inventory{
+		db:          db,
+		opts:        opts,
+		seen:        make(map[string]time.Time),
+		stateCounts: make(map[State]int),
+		closed:      make(chan struct{}),
+		done:        make(chan struct{}),
 	}
-	if c.Time.IsZero() {
-		c.Time = inv.opts.Clock()
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	var d Device
-	var events []Event
-	err := inv.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(deviceKey(c.Manufacturer, c.Serial))
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			d = Device{Manufacturer: c.Manufacturer, Serial: c.Serial, FirstSeen: c.Time}
-			events = append(events, Event{Kind: EventDiscovered})
-		case err != nil:
-			return err
-		default:
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &d) }); err != nil {
-				return err
-			}
-		}
-		if d.Version != "" && d.Version != c.Version {
-			events = append(events, Event{Kind: EventVersionChanged, Details: map[string]string{"from": d.Version, "to": c.Version}})
-		}
-		d.Model, d.HardwareRevision, d.Version, d.DeviceClass = c.Model, c.HardwareRevision, c.Version, c.DeviceClass
-		d.Components = c.Components
-		d.InClinicalUse, d.InMaintenance = c.InClinicalUse, c.InMaintenance
-		d.Verified = true
-		d.State = StateActive
-		if c.Time.After(d.LastSeen) {
-			d.LastSeen = c.Time
-		}
-		if c.Interface != "" {
-			i := sort.SearchStrings(d.Interfaces, c.Interface)
-			if i == len(d.Interfaces) || d.Interfaces[i] != c.Interface {
-				d.Interfaces = append(d.Interfaces[:i], append([]string{c.Interface}, d.Interfaces[i:]...)...)
-			}
-		}
-		if c.Address.IsValid() {
-			d.Addresses = append(d.Addresses, AddressSighting{Address: c.Address, Interface: c.Interface, FirstSeen: c.Time, LastSeen: c.Time})
-		}
-		events = append(events, Event{Kind: EventCheckIn, Details: map[string]string{"version": c.Version}})
-		for i := range events {
-			events[i].Time = c.Time
-			d.HistoryLen++
-			events[i].Device = d
-		}
-		b, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		return txn.Set(deviceKey(c.Manufacturer, c.Serial), b)
+	err := inv.scan(func(_ []byte, d *Device) error {
+		inv.stateCounts[d.State]++
+		return nil
 	})
 	if err != nil {
-		return Device{}, nil, fmt.Errorf("recording check-in of %s/%s: %w", c.Manufacturer, c.Serial, err)
+		return nil, fmt.Errorf("opening inventory: counting devices: %w", err)
 	}
-	return d, events, nil
+	m, err := newInventoryMetrics(opts.Registerer, inv.countState)
+	if err != nil {
+		return nil, fmt.Errorf("opening inventory: %w", err)
+	}
+	inv.metrics = m
+	return inv, nil
 }
 
-// Get returns the device with the given identity, or ErrNotFound.
+func (inv *Inventory) countState(s State) float64 {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return float64(inv.stateCounts[s])
+}
+
+// Get returns the device with the given identity. The error wraps
+// ErrNotFound when there is none.
 func (inv *Inventory) Get(ctx context.Context, manufacturer, serial string) (Device, error) {
+	if err := ctx.Err(); err != nil {
+		return Device{}, fmt.Errorf("reading device %s/%s: %w", manufacturer, serial, err)
+	}
+	key := deviceKey(manufacturer, serial)
 	var d Device
 	err := inv.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(deviceKey(manufacturer, serial))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		found, err := getDevice(txn, key, &d)
+		if err == nil && !found {
 			return ErrNotFound
 		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error { return json.Unmarshal(v, &d) })
+		return err
 	})
 	if err != nil {
 		return Device{}, fmt.Errorf("reading device %s/%s: %w", manufacturer, serial, err)
 	}
+	inv.overlaySeen(string(key), &d)
 	return d, nil
 }
 
-// List returns the devices matching f, ordered by (manufacturer, serial).
+// List returns the devices that match f, ordered by manufacturer and then
+// serial.
 func (inv *Inventory) List(ctx context.Context, f Filter) ([]Device, error) {
 	var out []Device
-	err := inv.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(invPrefix + "d/"), PrefetchValues: true, PrefetchSize: 64})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var d Device
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &d) }); err != nil {
-				return err
-			}
-			out = append(out, d)
+	err := inv.scan(func(key []byte, d *Device) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		inv.overlaySeen(string(key), d)
+		if f.Match(*d) {
+			out = append(out, *d)
 		}
 		return nil
 	})
@@ -270,10 +324,65 @@ func (inv *Inventory) List(ctx context.Context, f Filter) ([]Device, error) {
 	return out, nil
 }
 
-// History returns the device's events, oldest first, or ErrNotFound.
+// History returns every event of the device, oldest first. The error
+// wraps ErrNotFound when there is no such device.
 func (inv *Inventory) History(ctx context.Context, manufacturer, serial string) ([]Event, error) {
-	if _, err := inv.Get(ctx, manufacturer, serial); err != nil {
-		return nil, err
+	var events []Event
+	err := inv.db.View(func(txn *badger.Txn) error {
+		var d Device
+		found, err := getDevice(txn, deviceKey(manufacturer, serial), &d)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		prefix := historyPrefix(manufacturer, serial)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var e Event
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return fmt.Errorf("decoding event %q: %w", it.Item().Key(), err)
+			}
+			events = append(events, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading history of %s/%s: %w", manufacturer, serial, err)
 	}
-	return nil, nil
+	return events, nil
+}
+
+// overlaySeen applies a newer in-memory last-seen time to d.
+func (inv *Inventory) overlaySeen(key string, d *Device) {
+	inv.mu.Lock()
+	t, ok := inv.seen[key]
+	inv.mu.Unlock()
+	if ok && t.After(d.LastSeen) {
+		d.LastSeen = t
+	}
+}
+
+// scan calls fn for every stored device in key order.
+func (inv *Inventory) scan(fn func(key []byte, d *Device) error) error {
+	return inv.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(devicePrefix), PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var d Device
+			item := it.Item()
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &d) }); err != nil {
+				return fmt.Errorf("decoding device %q: %w", item.Key(), err)
+			}
+			if err := fn(item.Key(), &d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
