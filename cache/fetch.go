@@ -138,4 +138,3 @@ func (m *Mirror) fetchTarget(ctx context.Context, t Target) error {
 	m.log.Info("target cached", "target", t.Path, "bytes", n)
 	return nil
 }
-

@@ -16,8 +16,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -301,7 +301,9 @@ func toRaw(v any) (*json.RawMessage, error) {
 	if raw, ok := v.(*json.RawMessage); ok {
 		return raw, nil
 	}
-	if c, ok := v.(interface{ Custom() (*json.RawMessage, error) }); ok {
+	if c, ok := v.(interface {
+		Custom() (*json.RawMessage, error)
+	}); ok {
 		return c.Custom()
 	}
 	return nil, fmt.Errorf("unsupported custom metadata type %T", v)

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/cache"
+	"github.com/wardgate/wardgate/cmd/wardhub/repo"
+)
+
+func cmdRepoInit(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("repo init", flag.ContinueOnError)
+	keys := fs.String("keys", "", "folder for the private keys (default DIR-keys)")
+	dir, err := parseWithDir(fs, args)
+	if err != nil {
+		return err
+	}
+	if *keys == "" {
+		*keys = repo.DefaultKeysDir(dir)
+	}
+	r, err := repo.Init(dir, *keys)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created TUF repository %s (root version %d), keys in %s\n", dir, r.RootVersion(), *keys)
+	return nil
+}
+
+func cmdRepoAdd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("repo add", flag.ContinueOnError)
+	keys := fs.String("keys", "", "folder of the private keys (default DIR-keys)")
+	target := fs.String("target", "", "target path, such as pump/3.2.0/image.bin (default PRODUCT/VERSION/FILE-NAME)")
+	product := fs.String("product", "", "product name (required)")
+	version := fs.String("version", "", "release version (required)")
+	models := fs.String("models", "", "comma-separated device models the release fits (required)")
+	hw := fs.String("hw-revisions", "", "comma-separated hardware revisions it supports (default all)")
+	sbom := fs.String("sbom", "", "SBOM file that ships with the release")
+	channel := fs.String("channel", "stable", "release channel")
+	requires := fs.String("requires", "", "semicolon-separated COMPONENT=CONSTRAINT prerequisites, such as \"bootloader=>=2.0.0\"")
+	security := fs.Bool("security-fix", false, "mark the release as a security fix")
+	rollback := fs.Bool("allow-rollback", false, "allow installing over a newer version")
+	duration := fs.Duration("install-duration", 10*time.Minute, "expected install time")
+	if err := fs.Parse(reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("repo add needs DIR and FILE, got %d arguments", fs.NArg())
+	}
+	dir, file := fs.Arg(0), fs.Arg(1)
+	if *product == "" || *version == "" || *models == "" {
+		return fmt.Errorf("repo add needs -product, -version and -models")
+	}
+	if *keys == "" {
+		*keys = repo.DefaultKeysDir(dir)
+	}
+	if *target == "" {
+		*target = path.Join(*product, *version, filepath.Base(file))
+	}
+	r, err := repo.Open(dir, *keys)
+	if err != nil {
+		return err
+	}
+	meta := cache.TargetMeta{
+		Kind:              cache.KindRelease,
+		Product:           *product,
+		Version:           *version,
+		Channel:           *channel,
+		Models:            splitList(*models, ","),
+		HardwareRevisions: splitList(*hw, ","),
+		SecurityFix:       *security,
+		AllowRollback:     *rollback,
+		InstallDuration:   cache.Duration(*duration),
+	}
+	if *requires != "" {
+		meta.Requires = map[string]string{}
+		for _, kv := range splitList(*requires, ";") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" || v == "" {
+				return fmt.Errorf("invalid -requires entry %q: use COMPONENT=CONSTRAINT", kv)
+			}
+			meta.Requires[k] = v
+		}
+	}
+	if *sbom != "" {
+		meta.SBOM = path.Join(path.Dir(*target), filepath.Base(*sbom))
+		sbomMeta := cache.TargetMeta{Kind: cache.KindSBOM, Release: *target}
+		if err := r.AddTarget(meta.SBOM, *sbom, sbomMeta); err != nil {
+			return err
+		}
+	}
+	if err := r.AddTarget(*target, file, meta); err != nil {
+		return err
+	}
+	if err := r.Publish(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "published %s %s as %s (targets version %d)\n", *product, *version, *target, r.TargetsVersion())
+	return nil
+}
+
+func parseWithDir(fs *flag.FlagSet, args []string) (string, error) {
+	if err := fs.Parse(reorder(args)); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 1 {
+		return "", fmt.Errorf("%s needs exactly one folder argument", fs.Name())
+	}
+	return fs.Arg(0), nil
+}
+
+// reorder moves flags before positional arguments, so that both
+// "repo add DIR FILE -version 1" and "repo add -version 1 DIR FILE" work.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func isBoolFlag(a string) bool {
+	switch strings.TrimLeft(a, "-") {
+	case "security-fix", "allow-rollback", "h", "help":
+		return true
+	}
+	return false
+}
+
+func splitList(s, sep string) []string {
+	var out []string
+	for _, p := range strings.Split(s, sep) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wardgate/wardgate/cmd/wardhub/analytics"
+	"github.com/wardgate/wardgate/cmd/wardhub/hub"
+	"github.com/wardgate/wardgate/gateway/pki"
+	"github.com/wardgate/wardgate/gateway/store"
+)
+
+func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	data := fs.String("data", "wardhub-data", "hub data folder")
+	repoDir := fs.String("repo", "", "TUF repository folder to serve (required)")
+	listen := fs.String("listen", "127.0.0.1:4443", "UDP address for gateway connections")
+	admin := fs.String("admin", "127.0.0.1:4480", "TCP address for /metrics, /v1/stats and the analytics API; empty disables")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *repoDir == "" {
+		return fmt.Errorf("serve needs -repo: the folder `wardhub repo init` created")
+	}
+	db, err := store.Open(filepath.Join(*data, "db"), log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	an, err := analytics.Open(db, analytics.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := hub.New(hub.Options{
+		DataDir:      *data,
+		RepoDir:      *repoDir,
+		ListenAddr:   *listen,
+		AdminAddr:    *admin,
+		DB:           db,
+		Telemetry:    an,
+		AdminHandler: an.Handler(),
+		Logger:       log,
+		Registerer:   reg,
+		Gatherer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+func cmdEnroll(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	data := fs.String("data", "wardhub-data", "hub data folder")
+	repoDir := fs.String("repo", "", "TUF repository whose root the gateway will trust (required)")
+	out := fs.String("out", "", "folder to write the gateway's credentials bundle to (required)")
+	lifetime := fs.Duration("lifetime", 90*24*time.Hour, "certificate lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *repoDir == "" || *out == "" {
+		return fmt.Errorf("enroll needs -repo and -out")
+	}
+	ca, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "gateway-ca", "Wardgate gateway CA")
+	if err != nil {
+		return err
+	}
+	deviceCA, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "device-ca", "Wardgate device CA")
+	if err != nil {
+		return err
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	siteID := "site-" + hex.EncodeToString(id[:])
+	pair, err := hub.IssueGateway(ca, siteID, *lifetime)
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(filepath.Join(*repoDir, "metadata", "root.json"))
+	if err != nil {
+		return fmt.Errorf("reading the repository root: %w", err)
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	if err := pki.WritePair(filepath.Join(*out, "gateway.pem"), filepath.Join(*out, "gateway.key"), pair); err != nil {
+		return err
+	}
+	if err := pki.WriteCert(filepath.Join(*out, "hub-ca.pem"), ca.Cert); err != nil {
+		return err
+	}
+	if err := pki.WriteCert(filepath.Join(*out, "device-ca.pem"), deviceCA.Cert); err != nil {
+		return err
+	}
+	for name, content := range map[string][]byte{"root.json": root, "site-id": []byte(siteID + "\n")} {
+		if err := os.WriteFile(filepath.Join(*out, name), content, 0o600); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "enrolled site %s: credentials in %s\n", siteID, *out)
+	return nil
+}
+
+func cmdDeviceCert(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("device-cert", flag.ContinueOnError)
+	data := fs.String("data", "wardhub-data", "hub data folder")
+	manufacturer := fs.String("manufacturer", "", "manufacturer name, the certificate's O (required)")
+	serial := fs.String("serial", "", "device serial number, the certificate's CN (required)")
+	out := fs.String("out", "", "folder for device.pem and device.key (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *manufacturer == "" || *serial == "" || *out == "" {
+		return fmt.Errorf("device-cert needs -manufacturer, -serial and -out")
+	}
+	ca, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "device-ca", "Wardgate device CA")
+	if err != nil {
+		return err
+	}
+	pair, err := ca.IssuePair(pki.Template{
+		Subject:  pkix.Name{CommonName: *serial, Organization: []string{*manufacturer}},
+		Lifetime: 5 * 365 * 24 * time.Hour,
+		Client:   true,
+	})
+	if err != nil {
+		return err
+	}
+	if err := pki.WritePair(filepath.Join(*out, "device.pem"), filepath.Join(*out, "device.key"), pair); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "issued device certificate for %s/%s in %s\n", *manufacturer, *serial, *out)
+	return nil
+}
+
+func cmdAnalytics(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("analytics", flag.ContinueOnError)
+	data := fs.String("data", "wardhub-data", "hub data folder (the hub must not be running)")
+	format := fs.String("format", "csv", "output format: json or csv")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(filepath.Join(*data, "db"), log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	an, err := analytics.Open(db, analytics.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	return an.WriteReport(stdout, analytics.Query{}, *format)
+}

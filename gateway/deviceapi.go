@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/wardgate/wardgate/cache"
+	"github.com/wardgate/wardgate/discovery"
+	"github.com/wardgate/wardgate/gateway/audit"
+	"github.com/wardgate/wardgate/gateway/wire"
+	"github.com/wardgate/wardgate/policy"
+)
+
+// maxCheckInBody bounds a check-in body; a device's component list fits
+// in far less.
+const maxCheckInBody = 64 << 10
+
+// deviceRoutes is the device API. Every route requires a verified device
+// client certificate; the TLS layer rejects connections without one.
+func (g *Gateway) deviceRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/checkin", g.handleCheckIn)
+	mux.HandleFunc("GET /v1/blobs/sha256/{hash}", g.handleBlob)
+	mux.HandleFunc("HEAD /v1/blobs/sha256/{hash}", g.handleBlob)
+	mux.HandleFunc("POST /v1/status", g.handleStatus)
+	mux.Handle("POST /v1/telemetry", g.telemetry.handler())
+	mux.HandleFunc("GET /tuf/", g.handleMirror)
+	mux.HandleFunc("HEAD /tuf/", g.handleMirror)
+	return mux
+}
+
+// deviceIdentity is who a client certificate says the device is: the
+// organisation is the manufacturer and the common name the serial.
+type deviceIdentity struct{ Manufacturer, Serial string }
+
+func (d deviceIdentity) key() string { return d.Manufacturer + "/" + d.Serial }
+
+func identify(r *http.Request) (deviceIdentity, error) {
+	c := peerCert(r)
+	if c == nil {
+		return deviceIdentity{}, errors.New("no client certificate")
+	}
+	if len(c.Subject.Organization) == 0 || c.Subject.CommonName == "" {
+		return deviceIdentity{}, errors.New("client certificate lacks the manufacturer (O) or serial (CN)")
+	}
+	return deviceIdentity{Manufacturer: c.Subject.Organization[0], Serial: c.Subject.CommonName}, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, wire.Error{Error: fmt.Sprintf(format, args...)})
+}
+
+func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
+	id, err := identify(r)
+	if err != nil {
+		writeError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	var req wire.CheckInRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckInBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid check-in body: %v", err)
+		return
+	}
+	addr, iface := remoteAddr(r)
+	dev, events, err := g.inventory.CheckIn(r.Context(), discovery.CheckIn{
+		Manufacturer:     id.Manufacturer,
+		Serial:           id.Serial,
+		Model:            req.Model,
+		HardwareRevision: req.HardwareRevision,
+		Version:          req.Version,
+		DeviceClass:      req.DeviceClass,
+		Components:       req.Components,
+		Address:          addr,
+		Interface:        iface,
+		InClinicalUse:    req.InClinicalUse,
+		InMaintenance:    req.InMaintenance,
+	})
+	if err != nil {
+		g.log.Warn("check-in rejected", "device", id.key(), "err", err)
+		writeError(w, http.StatusBadRequest, "check-in rejected: %v", err)
+		return
+	}
+	actor := "device:" + id.key()
+	for _, ev := range events {
+		g.recordAudit(r.Context(), audit.Record{Actor: actor, Action: "device." + ev.Kind, Subject: id.key(), Details: ev.Details})
+	}
+	g.recordAudit(r.Context(), audit.Record{Actor: actor, Action: "device.checkin", Subject: id.key(), Details: map[string]string{
+		"model": req.Model, "hardware_revision": req.HardwareRevision, "version": req.Version,
+	}})
+	g.confirmInstalls(r.Context(), id, req.Version)
+	resp := g.offers(r.Context(), policyDevice(dev, g.siteID))
+	resp.Device = id.key()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// offers decides every cached release for the device.
+func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInResponse {
+	resp := wire.CheckInResponse{Offers: []wire.Offer{}, Withheld: []wire.Withheld{}}
+	for _, t := range g.mirror.Targets() {
+		if !t.HasMeta || t.Meta.Kind != cache.KindRelease {
+			continue
+		}
+		dec := g.policy.Decide(d, policyRelease(t))
+		if dec.Offer {
+			resp.Offers = append(resp.Offers, g.offerFor(t, dec))
+			g.recordAudit(ctx, audit.Record{Actor: "gateway", Action: "release.offer", Subject: d.Key(), Details: map[string]string{"target": t.Path, "version": t.Meta.Version}})
+			continue
+		}
+		wh := wire.Withheld{Target: t.Path, Version: t.Meta.Version}
+		for _, r := range dec.Blocking() {
+			wh.Reasons = append(wh.Reasons, wire.Reason{Code: r.Code, Message: r.Message})
+		}
+		resp.Withheld = append(resp.Withheld, wh)
+		details := map[string]string{"target": t.Path, "version": t.Meta.Version}
+		if len(wh.Reasons) > 0 {
+			details["reason"] = wh.Reasons[0].Code
+			details["message"] = wh.Reasons[0].Message
+		}
+		g.recordAudit(ctx, audit.Record{Actor: "gateway", Action: "release.withhold", Subject: d.Key(), Details: details})
+	}
+	return resp
+}
+
+func (g *Gateway) offerFor(t cache.Target, dec policy.Decision) wire.Offer {
+	o := wire.Offer{
+		Target:  t.Path,
+		Version: t.Meta.Version,
+		URL:     "/v1/blobs/sha256/" + t.SHA256(),
+		Length:  t.Length,
+		Hashes:  t.Hashes,
+		SBOM:    t.Meta.SBOM,
+	}
+	if sb, ok := g.mirror.Target(t.Meta.SBOM); ok && t.Meta.SBOM != "" {
+		o.SBOMURL = "/v1/blobs/sha256/" + sb.SHA256()
+	}
+	if !dec.ClosesAt.IsZero() {
+		o.InstallBy = dec.ClosesAt.UTC().Format("2006-01-02T15:04:05Z07:00")
+	}
+	return o
+}
+
+// handleBlob serves a cached blob to a device. A release image is served
+// only to a device that policy lets download it; other files (SBOMs) go
+// to any authenticated device.
+func (g *Gateway) handleBlob(w http.ResponseWriter, r *http.Request) {
+	id, err := identify(r)
+	if err != nil {
+		writeError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	hash := strings.ToLower(r.PathValue("hash"))
+	var target *cache.Target
+	for _, t := range g.mirror.Targets() {
+		if t.SHA256() == hash {
+			t := t
+			target = &t
+			break
+		}
+	}
+	if target == nil {
+		writeError(w, http.StatusNotFound, "no cached target has SHA-256 %s", hash)
+		return
+	}
+	if target.HasMeta && target.Meta.Kind == cache.KindRelease {
+		dev, err := g.inventory.Get(r.Context(), id.Manufacturer, id.Serial)
+		if err != nil {
+			writeError(w, http.StatusForbidden, "device %s has not checked in: check in before downloading", id.key())
+			return
+		}
+		dec := g.policy.Decide(policyDevice(dev, g.siteID), policyRelease(*target))
+		if !dec.Download {
+			reason := "not allowed"
+			if b := dec.Blocking(); len(b) > 0 {
+				reason = b[0].Message
+			}
+			writeError(w, http.StatusForbidden, "download of %s refused: %s", target.Path, reason)
+			return
+		}
+	}
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": target.Path}})
+	}
+	cache.ServeBlob(w, r, g.blobs, hash)
+}
+
+func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
+	if _, err := identify(r); err != nil {
+		writeError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	// The escaped path is split by hand and each part decoded once,
+	// because TUF clients escape role and target names differently.
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/tuf/")
+	repo, file, ok := strings.Cut(rest, "/")
+	if !ok || repo != g.cfg.Upstream.Repository {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case strings.HasPrefix(file, "metadata/"):
+		g.mirror.ServeMetadata(w, r, strings.TrimPrefix(file, "metadata/"))
+	case strings.HasPrefix(file, "targets/"):
+		g.mirror.ServeTarget(w, r, strings.TrimPrefix(file, "targets/"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+var installStates = map[string]bool{"downloading": true, "downloaded": true, "installing": true, "installed": true, "failed": true}
+
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	id, err := identify(r)
+	if err != nil {
+		writeError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	var rep wire.StatusReport
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid status body: %v", err)
+		return
+	}
+	if !installStates[rep.State] {
+		writeError(w, http.StatusBadRequest, "invalid state %q: use downloading, downloaded, installing, installed or failed", rep.State)
+		return
+	}
+	t, ok := g.mirror.Target(rep.Target)
+	if !ok {
+		writeError(w, http.StatusNotFound, "target %q is not in the cache", rep.Target)
+		return
+	}
+	g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "install." + rep.State, Subject: id.key(), Details: map[string]string{"target": rep.Target, "detail": rep.Detail}})
+	switch rep.State {
+	case "installed":
+		if err := g.markPending(r.Context(), id, t); err != nil {
+			writeError(w, http.StatusInternalServerError, "recording install failed: %v", err)
+			return
+		}
+	case "failed":
+		g.outbox.enqueue(r.Context(), installResult{Site: g.siteID, Target: t.Path, Version: t.Meta.Version, Model: "", Outcome: "failed", Detail: rep.Detail}, id.key()+"/"+t.Path+"/failed")
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// remoteAddr returns the request's source address and the name of the
+// interface its listener is bound to, when known.
+func remoteAddr(r *http.Request) (netip.Addr, string) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		a, _ := netip.ParseAddr(host)
+		return a, ""
+	}
+	return ap.Addr().Unmap(), ""
+}
+
+func policyDevice(d discovery.Device, site string) policy.Device {
+	return policy.Device{
+		Manufacturer:     d.Manufacturer,
+		Serial:           d.Serial,
+		Model:            d.Model,
+		HardwareRevision: d.HardwareRevision,
+		Version:          d.Version,
+		Components:       d.Components,
+		DeviceClass:      d.DeviceClass,
+		Site:             site,
+		InClinicalUse:    d.InClinicalUse,
+		InMaintenance:    d.InMaintenance,
+	}
+}
+
+func policyRelease(t cache.Target) policy.Release {
+	return policy.Release{
+		Target:            t.Path,
+		Product:           t.Meta.Product,
+		Version:           t.Meta.Version,
+		Channel:           t.Meta.Channel,
+		Models:            t.Meta.Models,
+		HardwareRevisions: t.Meta.HardwareRevisions,
+		Requires:          t.Meta.Requires,
+		AllowRollback:     t.Meta.AllowRollback,
+		SecurityFix:       t.Meta.SecurityFix,
+		InstallDuration:   timeDuration(t.Meta.InstallDuration),
+	}
+}

@@ -1,0 +1,45 @@
+// Package store opens the gateway's one badger database with memory
+// bounded for an appliance: badger's defaults take hundreds of
+// megabytes, which a gateway that also caches blobs cannot spare.
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Open opens (creating if needed) the database in dir. Writes are synced
+// before they return, so an acknowledged write survives power loss.
+func Open(dir string, log *slog.Logger) (*badger.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating database folder: %w", err)
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening database in %s (is another wardgate running on it?): %w", dir, err)
+	}
+	return db, nil
+}
+
+// badgerLogger sends badger's logs to slog; its info lines go to debug
+// because it logs routine compactions at info.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error(fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn(fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debug(fmt.Sprintf(f, a...)) }
