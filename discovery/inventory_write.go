@@ -30,16 +30,16 @@ type Sighting struct {
 	// Time is when the announcement was received. Zero means the
 	// inventory clock.
 	Time time.Time
-	// Source names the path the sighting came by: SourceMulticast or
+	// Source names the path the sighting came by: SourceListener or
 	// SourceQuery.
 	Source string
 }
 
 // Sighting sources.
 const (
-	// SourceMulticast: parsed from a multicast packet by the browser's own
-	// listener.
-	SourceMulticast = "multicast"
+	// SourceListener: parsed by the browser from a packet read on its own
+	// port 5353 socket.
+	SourceListener = "listener"
 	// SourceQuery: returned by a hashicorp/mdns query.
 	SourceQuery = "query"
 )

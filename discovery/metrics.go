@@ -87,3 +87,69 @@ func newInventoryMetrics(reg prometheus.Registerer, countState func(State) float
 	}
 	return m, nil
 }
+
+type browserMetrics struct {
+	packets      *prometheus.CounterVec
+	sightings    *prometheus.CounterVec
+	library      *prometheus.CounterVec
+	foreign      *prometheus.CounterVec
+	malformedTXT *prometheus.CounterVec
+	cacheFull    *prometheus.CounterVec
+	queries      *prometheus.CounterVec
+	sendErrors   *prometheus.CounterVec
+	cycleDevices *prometheus.GaugeVec
+	pending      prometheus.Gauge
+	dropped      prometheus.Counter
+	writeErrors  prometheus.Counter
+}
+
+func newBrowserMetrics(reg prometheus.Registerer) (*browserMetrics, error) {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardgate_discovery_" + name, Help: help}, labels)
+	}
+	m := &browserMetrics{
+		packets:      counter("packets_total", "mDNS packets read, by interface and result (response, query, malformed, wrong-port, off-link, other-interface).", "interface", "result"),
+		sightings:    counter("sightings_total", "Device sightings queued for the inventory, by interface and source (listener, query).", "interface", "source"),
+		library:      counter("library_results_total", "hashicorp/mdns results, by interface and outcome (accepted, foreign, off-link, malformed, after-goodbye).", "interface", "outcome"),
+		foreign:      counter("foreign_records_total", "Records of other service types that were ignored, by interface.", "interface"),
+		malformedTXT: counter("malformed_announcements_total", "Announcements whose TXT record does not follow the device schema, by interface.", "interface"),
+		cacheFull:    counter("cache_full_total", "Records dropped because an interface's cache was full, by interface.", "interface"),
+		queries:      counter("queries_total", "Queries sent, by interface and path (listener, query).", "interface", "path"),
+		sendErrors:   counter("send_errors_total", "Failed sends and hashicorp/mdns queries, by interface.", "interface"),
+		cycleDevices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wardgate_discovery_cycle_devices",
+			Help: "Distinct devices heard in the last complete discovery cycle, by interface.",
+		}, []string{"interface"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wardgate_discovery_pending_sightings",
+			Help: "Sightings waiting to be written to the inventory.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wardgate_discovery_dropped_sightings_total",
+			Help: "Sightings dropped because the pending buffer was full.",
+		}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wardgate_discovery_observe_errors_total",
+			Help: "Failed inventory writes of sighting batches.",
+		}),
+	}
+	var err error
+	for _, c := range []**prometheus.CounterVec{&m.packets, &m.sightings, &m.library, &m.foreign, &m.malformedTXT, &m.cacheFull, &m.queries, &m.sendErrors} {
+		if *c, err = register(reg, *c); err != nil {
+			return nil, err
+		}
+	}
+	if m.cycleDevices, err = register(reg, m.cycleDevices); err != nil {
+		return nil, err
+	}
+	if m.pending, err = register(reg, m.pending); err != nil {
+		return nil, err
+	}
+	if m.dropped, err = register(reg, m.dropped); err != nil {
+		return nil, err
+	}
+	if m.writeErrors, err = register(reg, m.writeErrors); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
