@@ -102,7 +102,6 @@ type Queue struct {
 	bytes   int64  // stored bytes of unsealed entries
 	entries int64
 	full    error // non-nil while refusing
-	notify  chan struct{}
 }
 
 type appendReq struct {
@@ -147,7 +146,7 @@ func OpenQueue(db *badger.DB, opts QueueOptions) (*Queue, error) {
 	q := &Queue{
 		db: db, opts: opts, log: opts.Logger.With("component", "telemetry.queue"), m: m,
 		reqs: make(chan *appendReq), closing: make(chan struct{}), done: make(chan struct{}),
-		pseud: make(map[[16]byte][8]byte), notify: make(chan struct{}, 1),
+		pseud: make(map[[16]byte][8]byte),
 	}
 	if err := q.load(); err != nil {
 		return nil, fmt.Errorf("opening telemetry queue: %w", err)
@@ -344,8 +343,7 @@ func (q *Queue) pseudonym(ctx context.Context, dev DeviceIdentity) ([8]byte, err
 		clear(q.pseud)
 	}
 	q.pseud[id] = p
-	_ = ctx
-	return p, nil
+	return p, ctx.Err()
 }
 
 // classify maps a storage error caused by a full file system to ErrNoSpace.
@@ -356,8 +354,15 @@ func classify(err error) error {
 	return err
 }
 
-// spaceOK checks the free-space reserve of the data directory.
-func (q *Queue) spaceOK() error {
+// spaceOK checks the free-space reserve of the data directory before
+// device data is stored.
+func (q *Queue) spaceOK() error { return q.spaceAtLeast(q.opts.MinFreeBytes) }
+
+// relaySpaceOK checks half the reserve: the relay's writes are small and
+// are what lets the queue drain, so they may use the other half.
+func (q *Queue) relaySpaceOK() error { return q.spaceAtLeast(q.opts.MinFreeBytes / 2) }
+
+func (q *Queue) spaceAtLeast(reserve int64) error {
 	if q.opts.Dir == "" {
 		return nil
 	}
@@ -366,8 +371,8 @@ func (q *Queue) spaceOK() error {
 		return fmt.Errorf("checking free space of %s: %w", q.opts.Dir, err)
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
-	if free < q.opts.MinFreeBytes {
-		return fmt.Errorf("%w: %s has %d bytes free, the reserve is %d", ErrNoSpace, q.opts.Dir, free, q.opts.MinFreeBytes)
+	if free < reserve {
+		return fmt.Errorf("%w: %s has %d bytes free, the reserve is %d", ErrNoSpace, q.opts.Dir, free, reserve)
 	}
 	return nil
 }
@@ -515,12 +520,6 @@ func (q *Queue) commit(reqs []*appendReq) error {
 		}
 	}
 	q.m.events.Add(float64(events))
-	if stored > 0 {
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
-	}
 	return nil
 }
 
@@ -595,7 +594,7 @@ func (q *Queue) publish() {
 	q.m.entries.Set(float64(n))
 }
 
-// Stats is a snapshot of the queue's state.
+// QueueStats is a snapshot of the queue's state.
 type QueueStats struct {
 	// Batches and Bytes count stored batches not yet sealed into an export.
 	Batches int64

@@ -79,7 +79,6 @@ type Relay struct {
 	delivered uint64     // last delivered export (under upMu)
 	attempts  int        // attempts at the current head (under upMu)
 
-	kick     chan struct{}
 	runMu    sync.Mutex
 	cancel   context.CancelFunc
 	runDone  chan struct{}
@@ -135,8 +134,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	}
 	r := &Relay{
 		q: q, up: up, opts: opts, m: m, perD: make(map[string]bool),
-		log:  opts.Logger.With("component", "telemetry.relay"),
-		kick: make(chan struct{}, 1),
+		log: opts.Logger.With("component", "telemetry.relay"),
 	}
 	for _, mf := range opts.PerDeviceManufacturers {
 		if !wire.ValidDim(mf) {
@@ -186,7 +184,6 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-		case <-r.kick:
 		}
 		now := r.opts.Now()
 		if err := r.seal(ctx, false); err != nil {
@@ -330,7 +327,7 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 	if agg.batches == 0 {
 		return 0, nil
 	}
-	if err := r.q.spaceOK(); err != nil {
+	if err := r.q.relaySpaceOK(); err != nil {
 		return 0, err
 	}
 	seq := r.next
@@ -437,7 +434,7 @@ func (r *Relay) drain(ctx context.Context) error {
 			return fmt.Errorf("attempt %d: %w", r.attempts, err)
 		}
 		r.m.uploads.WithLabelValues("ok").Inc()
-		if err := r.q.spaceOK(); err != nil {
+		if err := r.q.relaySpaceOK(); err != nil {
 			return fmt.Errorf("recording delivery of %s: %w", rec.Key, err)
 		}
 		now := r.opts.Now().UTC()

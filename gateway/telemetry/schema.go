@@ -55,7 +55,6 @@ var HealthMetrics = map[string]HealthRange{
 type Limits struct {
 	// MaxEvents is the most events one batch may hold (default 1000).
 	MaxEvents int
-	// MaxNameLen bounds an event name in bytes (fixed at 48).
 }
 
 // maxNameLen bounds metric names and error codes.

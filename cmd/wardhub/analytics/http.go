@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -118,7 +119,7 @@ func (s *Store) WriteReport(w io.Writer, q Query, format string) error {
 	default:
 		return fmt.Errorf("report format %q: want table, json or csv", format)
 	}
-	rows, err := s.Query(contextBackground(), q)
+	rows, err := s.Query(context.Background(), q)
 	if err != nil {
 		return err
 	}

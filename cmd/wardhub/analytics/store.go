@@ -312,5 +312,3 @@ func (s *Store) Totals(ctx context.Context, siteID string) (uploads int, events,
 	}
 	return len(ups), events, withheld, nil
 }
-
-func contextBackground() context.Context { return context.Background() }
