@@ -86,10 +86,6 @@ func cmdInit(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// bundleFiles are the files of a credentials bundle that `wardhub enroll`
-// writes.
-var bundleFiles = []string{"gateway.pem", "gateway.key", "hub-ca.pem", "device-ca.pem", "root.json", "site-id"}
-
 func cmdEnroll(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
@@ -104,21 +100,11 @@ func cmdEnroll(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dst := cfg.CredentialsDir()
-	if err := os.MkdirAll(dst, 0o700); err != nil {
+	site, err := gateway.ImportCredentials(cfg, *bundle)
+	if err != nil {
 		return err
 	}
-	for _, name := range bundleFiles {
-		data, err := os.ReadFile(filepath.Join(*bundle, name))
-		if err != nil {
-			return fmt.Errorf("credentials bundle is incomplete: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, name), data, 0o600); err != nil {
-			return err
-		}
-	}
-	site, _ := os.ReadFile(filepath.Join(dst, "site-id"))
-	fmt.Fprintf(stdout, "enrolled as %s; credentials in %s\n", strings.TrimSpace(string(site)), dst)
+	fmt.Fprintf(stdout, "enrolled as %s; credentials in %s\n", site, cfg.CredentialsDir())
 	return nil
 }
 

@@ -7,6 +7,7 @@
 //	wardhub enroll -data HUBDATA -repo DIR -out BUNDLE
 //	wardhub device-cert -data HUBDATA -manufacturer M -serial S -out DIR
 //	wardhub serve -data HUBDATA -repo DIR [-listen ADDR] [-admin ADDR]
+//	wardhub stats [-admin ADDR]
 //	wardhub analytics -data HUBDATA [-format json|csv]
 package main
 
@@ -39,6 +40,7 @@ commands:
   enroll               issue a gateway's credentials bundle for a site
   device-cert          issue a device client certificate (for tests and demos)
   serve                serve gateways over QUIC
+  stats                print what a running hub has seen
   analytics            print stored analytics
 `
 
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return cmdServe(ctx, args[1:], log)
+	case "stats":
+		return cmdStats(ctx, args[1:], stdout)
 	case "analytics":
 		return cmdAnalytics(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

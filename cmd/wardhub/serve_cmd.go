@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -75,43 +72,9 @@ func cmdEnroll(args []string, stdout io.Writer) error {
 	if *repoDir == "" || *out == "" {
 		return fmt.Errorf("enroll needs -repo and -out")
 	}
-	ca, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "gateway-ca", "Wardgate gateway CA")
+	siteID, err := hub.Enroll(*data, *repoDir, *out, *lifetime)
 	if err != nil {
 		return err
-	}
-	deviceCA, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "device-ca", "Wardgate device CA")
-	if err != nil {
-		return err
-	}
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return err
-	}
-	siteID := "site-" + hex.EncodeToString(id[:])
-	pair, err := hub.IssueGateway(ca, siteID, *lifetime)
-	if err != nil {
-		return err
-	}
-	root, err := os.ReadFile(filepath.Join(*repoDir, "metadata", "root.json"))
-	if err != nil {
-		return fmt.Errorf("reading the repository root: %w", err)
-	}
-	if err := os.MkdirAll(*out, 0o700); err != nil {
-		return err
-	}
-	if err := pki.WritePair(filepath.Join(*out, "gateway.pem"), filepath.Join(*out, "gateway.key"), pair); err != nil {
-		return err
-	}
-	if err := pki.WriteCert(filepath.Join(*out, "hub-ca.pem"), ca.Cert); err != nil {
-		return err
-	}
-	if err := pki.WriteCert(filepath.Join(*out, "device-ca.pem"), deviceCA.Cert); err != nil {
-		return err
-	}
-	for name, content := range map[string][]byte{"root.json": root, "site-id": []byte(siteID + "\n")} {
-		if err := os.WriteFile(filepath.Join(*out, name), content, 0o600); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(stdout, "enrolled site %s: credentials in %s\n", siteID, *out)
 	return nil
@@ -129,7 +92,7 @@ func cmdDeviceCert(args []string, stdout io.Writer) error {
 	if *manufacturer == "" || *serial == "" || *out == "" {
 		return fmt.Errorf("device-cert needs -manufacturer, -serial and -out")
 	}
-	ca, err := pki.LoadOrCreateAuthority(filepath.Join(*data, "ca"), "device-ca", "Wardgate device CA")
+	ca, err := hub.DeviceCA(*data)
 	if err != nil {
 		return err
 	}

@@ -199,7 +199,7 @@ func (s *Server) Notify(n Notice) {
 
 // Run serves until ctx ends, then closes every connection and listener.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := s.tr.ListenEarly(s.tlsConf, &quic.Config{
+	ln, err := s.tr.Listen(s.tlsConf, &quic.Config{
 		KeepAlivePeriod: KeepAlivePeriod,
 		MaxIdleTimeout:  MaxIdleTimeout,
 	})
@@ -218,7 +218,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		errc <- h3.ServeListener(&countingListener{EarlyListener: ln, s: s})
+		errc <- h3.ServeListener(&countingListener{Listener: ln, s: s})
 	}()
 	go func() {
 		defer wg.Done()
@@ -346,14 +346,15 @@ func siteOf(r *http.Request) string {
 }
 
 // countingListener records each accepted connection and its site, and
-// forgets it when the connection ends.
+// forgets it when the connection ends. quic.Listener returns connections
+// after the handshake, so the peer certificate is known.
 type countingListener struct {
-	*quic.EarlyListener
+	*quic.Listener
 	s *Server
 }
 
 func (l *countingListener) Accept(ctx context.Context) (*quic.Conn, error) {
-	c, err := l.EarlyListener.Accept(ctx)
+	c, err := l.Listener.Accept(ctx)
 	if err != nil {
 		return nil, err
 	}
