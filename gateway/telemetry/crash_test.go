@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -51,16 +52,25 @@ func envInt(name string, def int64) int64 {
 
 func childMain() int {
 	dir, hubURL, addrFile := os.Getenv("TG_DIR"), os.Getenv("TG_HUB"), os.Getenv("TG_ADDRFILE")
+	// badger memory-maps sparsely allocated files: opening it on a file
+	// system with no room left faults the process, so refuse first.
+	if min := envInt("TG_MINFREE", 0) / 4; min > 0 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(filepath.Dir(dir), &st); err == nil && int64(st.Bavail)*int64(st.Bsize) < min {
+			fmt.Fprintf(os.Stderr, "child: data directory %s has %d bytes free, need %d: free some space\n", dir, int64(st.Bavail)*int64(st.Bsize), min)
+			return 5
+		}
+	}
 	opts := dbOptions(dir)
 	if envInt("TG_SMALLDB", 0) == 1 {
-		opts = opts.WithMemTableSize(2 << 20).WithBaseTableSize(1 << 20).WithValueLogFileSize(4 << 20).WithBlockCacheSize(1 << 20)
+		opts = opts.WithMemTableSize(2 << 20).WithBaseTableSize(1 << 20).WithValueLogFileSize(4 << 20).WithBlockCacheSize(1 << 20).WithValueThreshold(64 << 10)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: opening badger:", err)
 		return 3
 	}
-	log := quietLogger()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	q, err := telemetry.OpenQueue(db, telemetry.QueueOptions{
 		Dir: dir, MinFreeBytes: envInt("TG_MINFREE", 1<<20), MaxBytes: envInt("TG_MAXBYTES", 64<<20), Logger: log,
 	})
@@ -139,6 +149,15 @@ func newGatewayProc(t *testing.T, dir, hubURL string, env ...string) *gatewayPro
 
 func (g *gatewayProc) start() {
 	g.t.Helper()
+	if err := g.tryStart(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// tryStart starts the child and waits until it listens; it returns an
+// error holding the child's stderr if the child exits first.
+func (g *gatewayProc) tryStart() error {
+	g.t.Helper()
 	addrFile := filepath.Join(g.t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "TG_DIR="+g.dir, "TG_HUB="+g.hubURL, "TG_ADDRFILE="+addrFile)
@@ -146,7 +165,7 @@ func (g *gatewayProc) start() {
 	g.stderr = &bytes.Buffer{}
 	cmd.Stderr = g.stderr
 	if err := cmd.Start(); err != nil {
-		g.t.Fatalf("starting gateway process: %v", err)
+		return fmt.Errorf("starting gateway process: %w", err)
 	}
 	g.cmd = cmd
 	g.exited = make(chan error, 1)
@@ -156,16 +175,16 @@ func (g *gatewayProc) start() {
 		if b, err := os.ReadFile(addrFile); err == nil {
 			a := string(b)
 			g.addr.Store(&a)
-			return
+			return nil
 		}
 		select {
 		case err := <-g.exited:
 			g.exited = nil
-			g.t.Fatalf("gateway process exited before listening: %v\n%s", err, g.stderr)
+			return fmt.Errorf("gateway process exited before listening: %v\n%s", err, g.stderr)
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			g.t.Fatalf("gateway process did not listen within 30s\n%s", g.stderr)
+			return fmt.Errorf("gateway process did not listen within 30s\n%s", g.stderr)
 		}
 	}
 }
@@ -217,7 +236,8 @@ type fleet struct {
 	ackedSum    atomic.Int64
 	ackedBatch  atomic.Int64
 	status      sync.Map // status code -> *atomic.Int64
-	lastErrBody atomic.Pointer[string]
+	lastErrBody  atomic.Pointer[string]
+	noRetryAfter atomic.Int64
 }
 
 func startFleet(devices int, addr func() string) *fleet {
@@ -290,6 +310,9 @@ func (f *fleet) post(serial string, body []byte) (int, bool) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		f.noRetryAfter.Add(1)
+	}
 	if resp.StatusCode != http.StatusOK {
 		s := string(b)
 		f.lastErrBody.Store(&s)
