@@ -232,10 +232,10 @@ type fleet struct {
 	wg       sync.WaitGroup
 	client   *http.Client
 
-	ackedEvents atomic.Int64
-	ackedSum    atomic.Int64
-	ackedBatch  atomic.Int64
-	status      sync.Map // status code -> *atomic.Int64
+	ackedEvents  atomic.Int64
+	ackedSum     atomic.Int64
+	ackedBatch   atomic.Int64
+	status       sync.Map // status code -> *atomic.Int64
 	lastErrBody  atomic.Pointer[string]
 	noRetryAfter atomic.Int64
 }
