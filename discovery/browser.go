@@ -12,6 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// multicastSender sends a packet to the mDNS group on one interface.
+// *mdnsConn implements it.
+type multicastSender interface {
+	sendMulticast(b []byte, ifIndex int) error
+}
+
 // Observer stores sightings. *Inventory implements it.
 type Observer interface {
 	ObserveBatch(ctx context.Context, sightings []Sighting) ([]Event, error)
@@ -98,6 +104,7 @@ type Browser struct {
 	ifaces  []netInterface
 	byIndex map[int]*ifaceState
 	conn    *mdnsConn
+	sender  multicastSender
 	buffer  *sightingBuffer
 	metrics *browserMetrics
 	log     *slog.Logger
@@ -178,6 +185,7 @@ func NewBrowser(opts BrowserOptions) (*Browser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating mDNS browser: %w", err)
 	}
+	b.sender = b.conn
 	return b, nil
 }
 

@@ -223,7 +223,7 @@ func (b *Browser) sendQuery(st *ifaceState, questions []dns.Question) {
 		b.log.Error("packing mDNS query failed", "interface", st.n.name, "err", err)
 		return
 	}
-	if err := b.conn.sendMulticast(pkt, st.n.index); err != nil {
+	if err := b.sender.sendMulticast(pkt, st.n.index); err != nil {
 		b.metrics.sendErrors.WithLabelValues(st.n.name).Inc()
 		b.log.Warn("sending mDNS query failed", "interface", st.n.name, "err", err)
 		return
