@@ -129,7 +129,11 @@ func (h *hub) totals(t testing.TB) (uploads int, events, withheld uint64) {
 
 func batchJSON(t testing.TB, id string, events ...map[string]any) []byte {
 	t.Helper()
-	b, err := json.Marshal(map[string]any{"schema": 1, "batch_id": id, "events": events})
+	m := map[string]any{"schema": 1, "events": events}
+	if id != "" {
+		m["batch_id"] = id
+	}
+	b, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
