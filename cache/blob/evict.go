@@ -101,7 +101,7 @@ func (s *Store) dropLocked(sha string, kind EventKind, reason string) victim {
 	delete(s.blobs, sha)
 	delete(s.dirty, sha)
 	s.stored -= e.length
-	if !e.verified {
+	if !e.verified && kind != EventVerifyFailed {
 		s.markVerifiedLocked()
 	}
 	s.m.setStored(s.stored, len(s.blobs))
@@ -130,12 +130,15 @@ func (s *Store) removeVictims(victims []victim) {
 		case EventEvicted:
 			s.m.evictions.Inc()
 			s.log.Info("evicted blob", "sha256", v.sha, "bytes", v.length)
-		case EventVerifyFailed:
-			s.m.verifyFailures.Inc()
 		}
 		s.mu.Lock()
 		delete(s.removing, v.sha)
 		close(v.done)
+		if v.kind == EventVerifyFailed {
+			// Counted as verified only now, so that Ready means removed.
+			s.m.verifyFailures.Inc()
+			s.markVerifiedLocked()
+		}
 		s.mu.Unlock()
 		s.emit(Event{Kind: v.kind, SHA256: v.sha, Length: v.length, Reason: v.reason})
 	}

@@ -49,7 +49,6 @@ func (f *Fill) NewReaderContext(ctx context.Context) *Reader {
 	}
 	s.mu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	switch {
 	case f.file != nil:
 		f.refs++
@@ -63,13 +62,15 @@ func (f *Fill) NewReaderContext(ctx context.Context) *Reader {
 		f.file, f.refs, r.held = file, 1, true
 	}
 	if !r.held {
-		s.release(f.sha)
 		if r.failed == nil {
 			r.failed = f.err
 		}
+		f.mu.Unlock()
+		s.release(f.sha)
 		return r
 	}
 	f.readers[r] = struct{}{}
+	f.mu.Unlock()
 	return r
 }
 
