@@ -38,8 +38,9 @@ var (
 
 // QueueOptions configure a Queue. The zero value is usable.
 type QueueOptions struct {
-	// MaxBytes bounds the unexported batches the queue holds (default
-	// 256 MiB). A batch that does not fit gets ErrQueueFull.
+	// MaxBytes bounds the unexported data (default 256 MiB): queued batches
+	// plus sealed payloads not yet delivered. A batch that does not fit
+	// gets ErrQueueFull.
 	MaxBytes int64
 	// Dir is the badger data directory; when set, Append refuses with
 	// ErrNoSpace while the file system has less than MinFreeBytes free.
@@ -101,7 +102,10 @@ type Queue struct {
 	sealed  uint64 // highest sequence number sealed into an export
 	bytes   int64  // stored bytes of unsealed entries
 	entries int64
-	full    error // non-nil while refusing
+	// exportBytes counts sealed payloads not yet delivered: they share the
+	// MaxBytes bound, so a long tunnel outage cannot fill the disk.
+	exportBytes int64
+	full        error // non-nil while refusing
 }
 
 type appendReq struct {
@@ -415,7 +419,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		return
 	}
 	q.mu.Lock()
-	room := q.opts.MaxBytes - q.bytes
+	room := q.opts.MaxBytes - q.bytes - q.exportBytes
 	q.mu.Unlock()
 	var fit []*appendReq
 	for _, r := range group {
@@ -571,7 +575,7 @@ func (q *Queue) setFull(reason error) {
 // after releasing entries, and the ingest handler before answering 503.
 func (q *Queue) recheck() {
 	q.mu.Lock()
-	full, room := q.full, q.bytes < q.opts.MaxBytes
+	full, room := q.full, q.bytes+q.exportBytes < q.opts.MaxBytes
 	q.mu.Unlock()
 	if full == nil {
 		return
@@ -599,6 +603,8 @@ type QueueStats struct {
 	// Batches and Bytes count stored batches not yet sealed into an export.
 	Batches int64
 	Bytes   int64
+	// ExportBytes counts sealed payloads not yet delivered.
+	ExportBytes int64
 	// MaxBytes is the configured bound.
 	MaxBytes int64
 	// Refusing is non-nil while new batches are refused, with the reason.
@@ -610,5 +616,5 @@ func (q *Queue) Stats() QueueStats {
 	q.recheck()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return QueueStats{Batches: q.entries, Bytes: q.bytes, MaxBytes: q.opts.MaxBytes, Refusing: q.full}
+	return QueueStats{Batches: q.entries, Bytes: q.bytes, ExportBytes: q.exportBytes, MaxBytes: q.opts.MaxBytes, Refusing: q.full}
 }

@@ -49,7 +49,7 @@ type RelayOptions struct {
 	// batches acknowledged at the boundary make it in (default 2s).
 	SealDelay time.Duration
 	// KeepPayloads is how long delivered payload bytes are kept next to
-	// their export record (default 90 days; negative keeps them forever).
+	// their export record (default 30 days; negative keeps them forever).
 	KeepPayloads time.Duration
 	// MaxSealBatches bounds the device batches folded into one upload
 	// (default 1,000,000); a longer backlog is sealed into several.
@@ -117,7 +117,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 		opts.SealDelay = 2 * time.Second
 	}
 	if opts.KeepPayloads == 0 {
-		opts.KeepPayloads = 90 * 24 * time.Hour
+		opts.KeepPayloads = 30 * 24 * time.Hour
 	}
 	if opts.MaxSealBatches <= 0 {
 		opts.MaxSealBatches = 1_000_000
@@ -156,6 +156,21 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	if r.next == 0 {
 		r.next = 1
 	}
+	var pendingBytes int64
+	err = q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixPayload})
+		defer it.Close()
+		for it.Seek(seqKey(prefixPayload, r.delivered+1)); it.Valid(); it.Next() {
+			pendingBytes += it.Item().ValueSize()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating telemetry relay: reading pending uploads: %w", err)
+	}
+	q.mu.Lock()
+	q.exportBytes = pendingBytes
+	q.mu.Unlock()
 	r.m.pending.Set(float64(r.next - 1 - r.delivered))
 	return r, nil
 }
@@ -186,16 +201,20 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		now := r.opts.Now()
-		if err := r.seal(ctx, false); err != nil {
-			r.log.Error("sealing telemetry upload failed; retrying", "err", err)
+		sealErr := r.seal(ctx, false)
+		err := r.drain(ctx)
+		if ctx.Err() != nil {
+			return nil
 		}
 		var wait time.Duration
-		if err := r.drain(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if err != nil || sealErr != nil {
 			wait = backoff/2 + rand.N(backoff/2+1)
-			r.log.Warn("telemetry upload failed; retrying", "err", err, "retry_in", wait)
+			if sealErr != nil {
+				r.log.Error("sealing telemetry upload failed; retrying", "err", sealErr, "retry_in", wait)
+			}
+			if err != nil {
+				r.log.Warn("telemetry upload failed; retrying", "err", err, "retry_in", wait)
+			}
 			backoff = min(2*backoff, r.opts.RetryMax)
 		} else {
 			backoff = r.opts.RetryMin
@@ -374,6 +393,7 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 	r.q.mu.Lock()
 	r.q.sealed = last
 	r.q.bytes -= bytes
+	r.q.exportBytes += int64(len(body))
 	r.q.entries -= int64(agg.batches)
 	r.q.mu.Unlock()
 	r.m.pending.Inc()
@@ -453,6 +473,10 @@ func (r *Relay) drain(ctx context.Context) error {
 			return fmt.Errorf("recording delivery of %s: %w", rec.Key, classify(err))
 		}
 		r.delivered = seq
+		r.q.mu.Lock()
+		r.q.exportBytes -= int64(len(body))
+		r.q.mu.Unlock()
+		r.q.recheck()
 		r.log.Info("delivered telemetry upload", "key", rec.Key, "attempts", r.attempts, "events", rec.Events, "sha256", rec.SHA256)
 		r.attempts = 0
 		r.m.exports.Inc()

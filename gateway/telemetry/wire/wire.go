@@ -172,8 +172,13 @@ func (p *Payload) Validate() error {
 		return fmt.Errorf("payload withheld_cells %d: want 0 or more", p.WithheldCells)
 	}
 	var published uint64
+	seen := make(map[Dims]bool, len(p.Cells))
 	for i := range p.Cells {
 		c := &p.Cells[i]
+		if seen[c.Dims] {
+			return fmt.Errorf("cell %d: the same dimensions appear twice", i)
+		}
+		seen[c.Dims] = true
 		if err := c.Dims.validate(); err != nil {
 			return fmt.Errorf("cell %d: %w", i, err)
 		}
