@@ -1,42 +1,99 @@
-// Package cache is the gateway's verified copy of the manufacturer's
-// TUF repository. The Mirror refreshes metadata with go-tuf over the
-// tunnel, stores the exact bytes that go-tuf verified, fetches each
-// target into the content-addressed blob store with length and hash
-// checks, and serves both to devices exactly as published. Nothing that
-// go-tuf has not verified is stored or served.
+// Package cache is the gateway's verified copy of the manufacturer's TUF
+// repository and the serving path that hands it to devices.
+//
+// The Mirror refreshes metadata with go-tuf over the tunnel, stores the
+// exact bytes go-tuf verified in badger, and serves them to devices as
+// published: every N.root.json, exactly 404 for a root that does not exist
+// yet, each target under every hash prefix its metadata lists, and request
+// paths decoded from their escaped form once. A new state is published in
+// one badger transaction written in the order targets roles, snapshot,
+// roots, timestamp last; older consistent versions of snapshot, targets
+// and delegated roles, and targets that a new state dropped, stay servable
+// for MirrorOptions.Grace so a device mid-update can finish, and are then
+// pruned. Nothing that go-tuf has not verified is stored or served.
+//
+// Targets are pulled through on demand: the first device request (or an
+// explicit Prefetch) starts one upstream fill into the content-addressed
+// blob store; every other request for the same target, concurrent or late,
+// follows that fill and receives bytes as they arrive. A fill that is
+// interrupted resumes with Range, checks Content-Range, restarts from zero
+// when upstream ignores Range, and commits only when length and hashes
+// match, so a truncated or tampered body is never cached and a device
+// following it gets an aborted response rather than a clean end.
+//
+// # Guards against go-tuf v2.4.2
+//
+//   - A new Updater for every Refresh, with panics recovered at that
+//     boundary (a validly signed root holding a malformed ed25519 key makes
+//     Refresh panic).
+//   - Metadata is fetched with the gateway's own HTTP client over the
+//     tunnel, one deadline per request and no retries of its own.
+//   - Targets are streamed into the blob store with length and hash checks;
+//     DownloadTarget, which holds a whole file in memory, is never used.
+//   - The trusted root, timestamp, snapshot and targets are persisted in
+//     badger under "tuf/NAME/trusted/", not in the blob folder, so rollback
+//     and freeze protection survive restarts and a wiped blob folder.
+//   - Delegated targets roles are walked by the mirror itself. One go-tuf
+//     Updater verifies a role reached through two delegators only against
+//     the first; the mirror verifies such a role against every delegator and
+//     refuses the whole update when the delegators disagree about the
+//     role's keys, threshold, paths or terminating flag, because devices
+//     running go-tuf would resolve it through whichever delegator they
+//     happen to reach first.
+//
+// # Expiry policy
+//
+// The mirror never re-signs, extends or fakes freshness. The earliest
+// expiry among the trusted root, timestamp, snapshot and targets roles
+// (delegated roles included) decides the mirror's freshness:
+//
+//   - fresh: more than ExpiryWarning before that expiry. Everything is
+//     offered and served.
+//   - expiring: within ExpiryWarning of it (default 6h; the hub re-signs
+//     its 24h timestamp long before). The mirror raises an alert: the
+//     wardgate_tuf_expiry_alert gauge is 1, a warning is logged at the
+//     transition and with every failed refresh, and Status reports the
+//     state, the role and the time. Offers and downloads go on.
+//   - expired: upstream could not be refreshed before the expiry. The
+//     TUF paths keep serving the verbatim bytes, so device TUF clients see
+//     the real expiry and decide themselves. New offers stop
+//     (OfferAllowed returns a reason). Downloads through the device API of
+//     releases that were in the last verified state go on for
+//     ExpiredDownloadGrace after the expiry (default 72h), so an install
+//     that was offered before the expiry can finish; after that they get
+//     503 with Retry-After and the reason, until a refresh succeeds.
 //
 // It does not decide who may download what: that is policy's job.
 package cache
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/wardgate/wardgate/cache/blob"
 )
 
 // ErrNotFound is returned for metadata or targets the mirror lacks.
 var ErrNotFound = errors.New("not in the mirror")
+
+// Defaults of MirrorOptions.
+const (
+	DefaultGrace                = 24 * time.Hour
+	DefaultExpiryWarning        = 6 * time.Hour
+	DefaultExpiredDownloadGrace = 72 * time.Hour
+	DefaultStallTimeout         = 30 * time.Second
+	DefaultFillAttempts         = 5
+	DefaultFailureBackoff       = 30 * time.Second
+)
 
 // MirrorOptions configures a Mirror.
 type MirrorOptions struct {
@@ -53,9 +110,31 @@ type MirrorOptions struct {
 	// TrustedRoot is the root that enrolment delivered; it is used only
 	// until a trusted root is stored.
 	TrustedRoot []byte
-	// RequestTimeout bounds each metadata request; target downloads get
-	// a deadline scaled by their length.
+	// RequestTimeout bounds each metadata request and the wait for the
+	// response headers of a target request.
 	RequestTimeout time.Duration
+	// Grace is how long superseded consistent metadata versions and
+	// targets dropped by a newer state stay servable. Zero means
+	// DefaultGrace.
+	Grace time.Duration
+	// ExpiryWarning is how long before the earliest trusted expiry the
+	// mirror raises its alert. Zero means DefaultExpiryWarning.
+	ExpiryWarning time.Duration
+	// ExpiredDownloadGrace is how long after that expiry the device API
+	// still serves releases of the last verified state. Zero means
+	// DefaultExpiredDownloadGrace; negative means none.
+	ExpiredDownloadGrace time.Duration
+	// StallTimeout abandons an upstream target body that delivers no byte
+	// for this long (a slow retrieval attack or a dead link); the fill then
+	// resumes with Range. Zero means DefaultStallTimeout.
+	StallTimeout time.Duration
+	// FillAttempts is how many upstream requests one fill may make before
+	// it fails. Zero means DefaultFillAttempts.
+	FillAttempts int
+	// FailureBackoff is how long after a failed fill devices asking for the
+	// same target are told to come back later instead of starting another.
+	// Zero means DefaultFailureBackoff; negative means none.
+	FailureBackoff time.Duration
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	Now            func() time.Time
@@ -67,6 +146,9 @@ type Target struct {
 	Length int64
 	// Hashes maps algorithm names ("sha256", "sha512") to lowercase hex.
 	Hashes map[string]string
+	// Role is the targets role that lists it ("targets" or a delegated
+	// role's name).
+	Role string
 	// Meta is the target's Wardgate custom metadata; HasMeta is false for
 	// a target without it.
 	Meta    TargetMeta
@@ -76,7 +158,7 @@ type Target struct {
 // SHA256 returns the target's SHA-256 in lowercase hex.
 func (t Target) SHA256() string { return t.Hashes["sha256"] }
 
-// Status describes the mirror's last refresh.
+// Status describes the mirror's last refresh and its freshness.
 type Status struct {
 	LastRefresh      time.Time `json:"last_refresh"`
 	LastAttempt      time.Time `json:"last_attempt"`
@@ -85,22 +167,59 @@ type Status struct {
 	TimestampExpires time.Time `json:"timestamp_expires"`
 	TargetsVersion   int64     `json:"targets_version"`
 	Targets          int       `json:"targets"`
+	// Freshness is "none" (no verified state), "fresh", "expiring" or
+	// "expired"; see the package documentation.
+	Freshness string `json:"freshness"`
+	// Expires is the earliest expiry among the trusted roles, and
+	// ExpiringRole the role that has it.
+	Expires      time.Time `json:"expires"`
+	ExpiringRole string    `json:"expiring_role,omitempty"`
+	// Alert explains an expiring or expired state in words for the
+	// operator; empty while fresh.
+	Alert string `json:"alert,omitempty"`
+	// OffersAllowed is false while expired; OfferBlockedReason says why.
+	OffersAllowed      bool   `json:"offers_allowed"`
+	OfferBlockedReason string `json:"offer_blocked_reason,omitempty"`
+	// DownloadsUntil is, while expired, when downloads of the last
+	// verified releases stop.
+	DownloadsUntil time.Time `json:"downloads_until,omitzero"`
+	// RunningFills is the number of upstream fills in progress.
+	RunningFills int `json:"running_fills"`
 }
 
 // Mirror is one upstream repository. It is safe for concurrent use;
-// refreshes are serialised.
+// refreshes are serialised. Close it after use.
 type Mirror struct {
 	opts    MirrorOptions
 	log     *slog.Logger
 	metrics *mirrorMetrics
 	prefix  string
 
+	ctx    context.Context // ends at Close; parent of upstream fills
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
 	refreshMu sync.Mutex
 
-	mu      sync.RWMutex
-	targets map[string]Target // by target path
-	byHash  map[string]string // "dir/HASH.base" -> target path
-	status  Status
+	mu       sync.RWMutex
+	targets  map[string]Target       // current, by target path
+	served   map[string]servedTarget // consistent and plain names -> target
+	bySHA    map[string]Target       // sha256 hex -> target, current or retired
+	status   Status
+	expiries []roleExpiry
+	alerted  string // freshness last logged
+
+	fillMu   sync.Mutex
+	failures map[string]time.Time // sha256 -> end of the failure backoff
+	running  map[string]struct{}
+}
+
+// servedTarget is a target under one of its names, with the end of its
+// grace period when a newer state dropped it (zero while current).
+type servedTarget struct {
+	t     Target
+	until time.Time
 }
 
 // NewMirror opens the mirror's stored state.
@@ -108,8 +227,11 @@ func NewMirror(opts MirrorOptions) (*Mirror, error) {
 	if opts.Name == "" || opts.DB == nil || opts.Blobs == nil {
 		return nil, errors.New("mirror needs a name, a database and a blob store")
 	}
+	if opts.Client == nil {
+		return nil, fmt.Errorf("mirror %s needs an HTTP client for upstream requests", opts.Name)
+	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -120,26 +242,97 @@ func NewMirror(opts MirrorOptions) (*Mirror, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 15 * time.Second
 	}
+	defaults := []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&opts.Grace, DefaultGrace},
+		{&opts.ExpiryWarning, DefaultExpiryWarning},
+		{&opts.ExpiredDownloadGrace, DefaultExpiredDownloadGrace},
+		{&opts.StallTimeout, DefaultStallTimeout},
+		{&opts.FailureBackoff, DefaultFailureBackoff},
+	}
+	for _, d := range defaults {
+		if *d.v == 0 {
+			*d.v = d.d
+		}
+	}
+	if opts.FillAttempts <= 0 {
+		opts.FillAttempts = DefaultFillAttempts
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mirror{
-		opts:    opts,
-		log:     opts.Logger.With("component", "mirror", "repository", opts.Name),
-		metrics: newMirrorMetrics(opts.Registerer, opts.Name),
-		prefix:  "tuf/" + opts.Name + "/",
+		opts:     opts,
+		log:      opts.Logger.With("component", "mirror", "repository", opts.Name),
+		prefix:   "tuf/" + opts.Name + "/",
+		ctx:      ctx,
+		cancel:   cancel,
+		targets:  map[string]Target{},
+		served:   map[string]servedTarget{},
+		bySHA:    map[string]Target{},
+		failures: map[string]time.Time{},
+		running:  map[string]struct{}{},
+	}
+	var err error
+	if m.metrics, err = newMirrorMetrics(opts.Registerer, opts.Name, m); err != nil {
+		cancel()
+		return nil, fmt.Errorf("registering mirror metrics: %w", err)
 	}
 	if err := m.loadPublished(); err != nil {
+		cancel()
 		return nil, err
 	}
 	return m, nil
 }
 
-// Status returns the state of the last refresh.
-func (m *Mirror) Status() Status {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.status
+// Run watches the mirror's freshness and prunes superseded versions until
+// ctx ends. Freshness is also computed on every Status call; Run makes
+// the transitions into logs even when no refresh happens.
+func (m *Mirror) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		m.checkFreshness()
+		if err := m.prune(); err != nil {
+			m.log.Warn("pruning superseded TUF versions failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
-// Targets returns every verified target, sorted by path.
+// Close stops every upstream fill (devices following one get an aborted
+// response) and waits for them. It is safe to call more than once.
+func (m *Mirror) Close() error {
+	m.once.Do(func() {
+		m.fillMu.Lock()
+		m.cancel() // under fillMu, so no fill starts after it
+		m.fillMu.Unlock()
+		m.wg.Wait()
+	})
+	return nil
+}
+
+// Status returns the state of the last refresh and the current freshness.
+func (m *Mirror) Status() Status {
+	m.mu.RLock()
+	st := m.status
+	exp := m.expiries
+	m.mu.RUnlock()
+	m.fillMu.Lock()
+	st.RunningFills = len(m.running)
+	m.fillMu.Unlock()
+	m.applyFreshness(&st, exp, m.opts.Now())
+	return st
+}
+
+// Targets returns every verified target of the current state, sorted by
+// path.
 func (m *Mirror) Targets() []Target {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -151,7 +344,7 @@ func (m *Mirror) Targets() []Target {
 	return out
 }
 
-// Target returns the verified target at path.
+// Target returns the verified target at path in the current state.
 func (m *Mirror) Target(p string) (Target, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -159,8 +352,19 @@ func (m *Mirror) Target(p string) (Target, bool) {
 	return t, ok
 }
 
+// TargetBySHA256 returns the target with this SHA-256 (lowercase hex),
+// from the current state or from an older state still in its grace
+// period.
+func (m *Mirror) TargetBySHA256(sha256hex string) (Target, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.bySHA[sha256hex]
+	return t, ok
+}
+
 // Metadata returns the verified bytes of a metadata file as clients name
-// it ("3.root.json", "timestamp.json", "7.snapshot.json").
+// it, decoded ("3.root.json", "timestamp.json", "7.snapshot.json",
+// "2.team/a.json").
 func (m *Mirror) Metadata(name string) ([]byte, error) {
 	var out []byte
 	err := m.opts.DB.View(func(txn *badger.Txn) error {
@@ -175,325 +379,4 @@ func (m *Mirror) Metadata(name string) ([]byte, error) {
 		return err
 	})
 	return out, err
-}
-
-// Refresh runs one TUF update with a fresh go-tuf Updater, fetches new
-// targets into the blob store, and publishes the new state. On any
-// failure the last good state stays published and the error says why.
-func (m *Mirror) Refresh(ctx context.Context) (err error) {
-	m.refreshMu.Lock()
-	defer m.refreshMu.Unlock()
-	start := m.opts.Now()
-	defer func() {
-		m.mu.Lock()
-		m.status.LastAttempt = start
-		if err != nil {
-			m.status.LastError = err.Error()
-		} else {
-			m.status.LastError = ""
-			m.status.LastRefresh = start
-		}
-		m.mu.Unlock()
-		result := "ok"
-		if err != nil {
-			result = "error"
-		}
-		m.metrics.refreshes.WithLabelValues(result).Inc()
-	}()
-
-	work, err := os.MkdirTemp("", "wardgate-tuf-")
-	if err != nil {
-		return fmt.Errorf("creating TUF work folder: %w", err)
-	}
-	defer os.RemoveAll(work)
-	if err := m.writeTrusted(work); err != nil {
-		return err
-	}
-	fetch := &tunnelFetcher{ctx: ctx, client: m.opts.Client, timeout: m.opts.RequestTimeout, roots: map[int64][]byte{}}
-	up, err := m.runUpdater(work, fetch)
-	if err != nil {
-		return err
-	}
-	trusted := up.GetTrustedMetadataSet()
-	if trusted.Targets[metadata.TARGETS] == nil || trusted.Snapshot == nil || trusted.Timestamp == nil {
-		return errors.New("TUF refresh finished without targets, snapshot or timestamp")
-	}
-	files, err := readVerified(work)
-	if err != nil {
-		return err
-	}
-	targets, err := m.collectTargets(trusted.Targets[metadata.TARGETS].Signed.Targets)
-	if err != nil {
-		return err
-	}
-	for _, t := range targets {
-		if err := m.fetchTarget(ctx, t); err != nil {
-			return err
-		}
-	}
-	if err := m.publish(trusted, files, fetch.roots); err != nil {
-		return err
-	}
-	m.setTargets(targets, trusted)
-	return nil
-}
-
-// runUpdater builds a new Updater for this refresh only and runs it.
-// go-tuf v2.4.2 panics on a validly signed root that carries a malformed
-// ed25519 key, so a panic here is reported as a refused update.
-func (m *Mirror) runUpdater(work string, fetch *tunnelFetcher) (up *updater.Updater, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			up, err = nil, fmt.Errorf("TUF update refused: verifier panicked on upstream metadata: %v", r)
-		}
-	}()
-	root, err := os.ReadFile(filepath.Join(work, "root.json"))
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := config.New(m.opts.BaseURL+"/metadata", root)
-	if err != nil {
-		return nil, fmt.Errorf("configuring TUF updater: %w", err)
-	}
-	cfg.LocalMetadataDir = work
-	cfg.LocalTargetsDir = filepath.Join(work, "targets")
-	cfg.RemoteTargetsURL = m.opts.BaseURL + "/targets"
-	cfg.Fetcher = fetch
-	up, err = updater.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("loading trusted TUF metadata: %w", err)
-	}
-	if err := up.Refresh(); err != nil {
-		return nil, fmt.Errorf("TUF update refused: %w", err)
-	}
-	return up, nil
-}
-
-// writeTrusted seeds go-tuf's metadata folder with the stored trusted
-// state, so rollback protection survives restarts, or with the enrolment
-// root when nothing is stored yet.
-func (m *Mirror) writeTrusted(work string) error {
-	found := false
-	err := m.opts.DB.View(func(txn *badger.Txn) error {
-		for _, role := range []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
-			item, err := txn.Get([]byte(m.prefix + "trusted/" + role + ".json"))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			data, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if role == metadata.ROOT {
-				found = true
-			}
-			if err := os.WriteFile(filepath.Join(work, role+".json"), data, 0o600); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("loading trusted TUF state: %w", err)
-	}
-	if found {
-		return nil
-	}
-	if len(m.opts.TrustedRoot) == 0 {
-		return errors.New("no trusted TUF root: enrol the gateway with `wardgate enroll` first")
-	}
-	return os.WriteFile(filepath.Join(work, "root.json"), m.opts.TrustedRoot, 0o600)
-}
-
-// readVerified reads the files go-tuf persisted: the exact bytes it
-// downloaded and verified.
-func readVerified(work string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for _, role := range []string{metadata.ROOT, metadata.TIMESTAMP, metadata.SNAPSHOT, metadata.TARGETS} {
-		data, err := os.ReadFile(filepath.Join(work, role+".json"))
-		if err != nil {
-			return nil, fmt.Errorf("reading verified %s metadata: %w", role, err)
-		}
-		out[role] = data
-	}
-	return out, nil
-}
-
-func (m *Mirror) collectTargets(files map[string]*metadata.TargetFiles) (map[string]Target, error) {
-	out := make(map[string]Target, len(files))
-	for p, tf := range files {
-		t := Target{Path: p, Length: tf.Length, Hashes: map[string]string{}}
-		for alg, h := range tf.Hashes {
-			t.Hashes[alg] = hex.EncodeToString(h)
-		}
-		if len(tf.Hashes["sha256"]) != sha256.Size {
-			m.log.Warn("target skipped: it has no SHA-256 to store it under", "target", p)
-			continue
-		}
-		meta, ok, err := ParseTargetMeta(tf.Custom)
-		if err != nil {
-			m.log.Warn("target custom metadata ignored", "target", p, "err", err)
-		}
-		t.Meta, t.HasMeta = meta, ok && err == nil
-		out[p] = t
-	}
-	return out, nil
-}
-
-// publish stores the verified state in one transaction, so devices see
-// either the old state or the whole new one. Older versioned snapshot
-// and targets files stay, so a device that fetched the previous
-// timestamp can still finish.
-//
-// TODO: versioned files are never pruned; prune them after a grace
-// period.
-func (m *Mirror) publish(trusted trustedSet, files map[string][]byte, roots map[int64][]byte) error {
-	rootVersion := trusted.Root.Signed.Version
-	snapVersion := trusted.Snapshot.Signed.Version
-	targetsVersion := trusted.Targets[metadata.TARGETS].Signed.Version
-	return m.opts.DB.Update(func(txn *badger.Txn) error {
-		set := func(k string, v []byte) error { return txn.Set([]byte(m.prefix+k), v) }
-		steps := []struct {
-			key  string
-			data []byte
-		}{
-			{"meta/" + strconv.FormatInt(targetsVersion, 10) + ".targets.json", files[metadata.TARGETS]},
-			{"meta/" + strconv.FormatInt(snapVersion, 10) + ".snapshot.json", files[metadata.SNAPSHOT]},
-		}
-		for v, data := range roots {
-			steps = append(steps, struct {
-				key  string
-				data []byte
-			}{"meta/" + strconv.FormatInt(v, 10) + ".root.json", data})
-		}
-		steps = append(steps, struct {
-			key  string
-			data []byte
-		}{"meta/" + strconv.FormatInt(rootVersion, 10) + ".root.json", files[metadata.ROOT]})
-		steps = append(steps, struct {
-			key  string
-			data []byte
-		}{"meta/timestamp.json", files[metadata.TIMESTAMP]})
-		for _, s := range steps {
-			if err := set(s.key, s.data); err != nil {
-				return err
-			}
-		}
-		if err := m.storeInitialRoot(txn); err != nil {
-			return err
-		}
-		for role, data := range files {
-			if err := set("trusted/"+role+".json", data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// storeInitialRoot keeps the enrolment root as 1.root.json (or whatever
-// version it is), since devices start their root chain there.
-func (m *Mirror) storeInitialRoot(txn *badger.Txn) error {
-	if len(m.opts.TrustedRoot) == 0 {
-		return nil
-	}
-	root, err := metadata.Root().FromBytes(m.opts.TrustedRoot)
-	if err != nil {
-		return fmt.Errorf("parsing enrolment root: %w", err)
-	}
-	key := []byte(m.prefix + "meta/" + strconv.FormatInt(root.Signed.Version, 10) + ".root.json")
-	if _, err := txn.Get(key); err == nil {
-		return nil
-	}
-	return txn.Set(key, m.opts.TrustedRoot)
-}
-
-type trustedSet = trustedmetadata.TrustedMetadata
-
-func (m *Mirror) setTargets(targets map[string]Target, trusted trustedSet) {
-	byHash := map[string]string{}
-	for p, t := range targets {
-		for _, h := range t.Hashes {
-			byHash[hashedName(p, h)] = p
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.targets, m.byHash = targets, byHash
-	m.status.TimestampVersion = trusted.Timestamp.Signed.Version
-	m.status.TimestampExpires = trusted.Timestamp.Signed.Expires
-	m.status.TargetsVersion = trusted.Targets[metadata.TARGETS].Signed.Version
-	m.status.Targets = len(targets)
-	m.metrics.expires.Set(float64(trusted.Timestamp.Signed.Expires.Unix()))
-	m.metrics.targets.Set(float64(len(targets)))
-}
-
-// loadPublished rebuilds the in-memory target index from the stored
-// trusted targets role at start.
-func (m *Mirror) loadPublished() error {
-	var targetsData, tsData []byte
-	err := m.opts.DB.View(func(txn *badger.Txn) error {
-		get := func(k string) ([]byte, error) {
-			item, err := txn.Get([]byte(m.prefix + k))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return nil, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-			return item.ValueCopy(nil)
-		}
-		var err error
-		if targetsData, err = get("trusted/targets.json"); err != nil {
-			return err
-		}
-		tsData, err = get("trusted/timestamp.json")
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("loading mirror state: %w", err)
-	}
-	if targetsData == nil || tsData == nil {
-		m.targets, m.byHash = map[string]Target{}, map[string]string{}
-		return nil
-	}
-	tm, err := metadata.Targets().FromBytes(targetsData)
-	if err != nil {
-		return fmt.Errorf("parsing stored targets: %w", err)
-	}
-	ts, err := metadata.Timestamp().FromBytes(tsData)
-	if err != nil {
-		return fmt.Errorf("parsing stored timestamp: %w", err)
-	}
-	targets, err := m.collectTargets(tm.Signed.Targets)
-	if err != nil {
-		return err
-	}
-	m.setTargets(targets, trustedSet{Timestamp: ts, Targets: map[string]*metadata.Metadata[metadata.TargetsType]{metadata.TARGETS: tm}})
-	return nil
-}
-
-// hashedName is the consistent-snapshot name of a target under one of
-// its hashes: "dir/HASH.base".
-func hashedName(targetPath, hexHash string) string {
-	dir, base := path.Split(targetPath)
-	return dir + hexHash + "." + base
-}
-
-// digestOf returns the blob digest of a target.
-func digestOf(t Target) (blob.Digest, error) {
-	d := blob.Digest{Length: t.Length}
-	var err error
-	if d.SHA256, err = hex.DecodeString(t.Hashes["sha256"]); err != nil || len(d.SHA256) != sha256.Size {
-		return d, fmt.Errorf("target %s has an invalid sha256", t.Path)
-	}
-	if h, ok := t.Hashes["sha512"]; ok {
-		if d.SHA512, err = hex.DecodeString(h); err != nil || len(d.SHA512) != sha512.Size {
-			return d, fmt.Errorf("target %s has an invalid sha512", t.Path)
-		}
-	}
-	return d, nil
 }

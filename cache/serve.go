@@ -1,25 +1,61 @@
 package cache
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"path"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardgate/wardgate/cache/blob"
 )
 
-// ServeMetadata writes the metadata file name exactly as upstream
-// published it, or exactly 404 when the mirror lacks it (go-tuf treats
-// any other status for a next root version as fatal).
+// maxMetaName bounds a decoded metadata file name.
+const maxMetaName = 512
+
+// decodeMetaName decodes the escaped name of a metadata request once and
+// checks it. Delegated role names may hold any character, "/" included,
+// since they only name a key in badger; a name that could not be a TUF
+// metadata file is refused.
+func decodeMetaName(escaped string) (string, bool) {
+	name, err := url.PathUnescape(escaped)
+	if err != nil || len(name) > maxMetaName || !strings.HasSuffix(name, ".json") || len(name) == len(".json") {
+		return "", false
+	}
+	if strings.ContainsAny(name, "\x00") {
+		return "", false
+	}
+	return name, true
+}
+
+// decodeTargetPath decodes the escaped path of a target request once: a
+// relative, slash-separated, clean path.
+func decodeTargetPath(escaped string) (string, bool) {
+	p, err := url.PathUnescape(escaped)
+	if err != nil || p == "" || len(p) > 4096 || strings.ContainsAny(p, "\x00\\") {
+		return "", false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	return p, true
+}
+
+// ServeMetadata writes the metadata file named by escapedName exactly as
+// upstream published it, or exactly 404 when the mirror lacks it: go-tuf
+// treats any other status for a next root version as fatal.
 func (m *Mirror) ServeMetadata(w http.ResponseWriter, r *http.Request, escapedName string) {
-	name, err := url.PathUnescape(escapedName)
-	if err != nil || name != path.Base(name) {
+	name, ok := decodeMetaName(escapedName)
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}
@@ -35,46 +71,111 @@ func (m *Mirror) ServeMetadata(w http.ResponseWriter, r *http.Request, escapedNa
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(data)))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	m.metrics.served.WithLabelValues("metadata").Inc()
 }
 
 // ServeTarget writes the target named by its consistent-snapshot path
 // ("dir/HASH.base", under any of the target's hashes) or by its plain
-// path.
+// path, from the current state or from an older one still in its grace
+// period. An uncached target is pulled through.
 func (m *Mirror) ServeTarget(w http.ResponseWriter, r *http.Request, escapedPath string) {
-	p, err := url.PathUnescape(escapedPath)
-	if err != nil || p == "" || path.Clean("/"+p) != "/"+p {
+	p, ok := decodeTargetPath(escapedPath)
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}
 	m.mu.RLock()
-	targetPath, ok := m.byHash[p]
-	if !ok {
-		if _, plain := m.targets[p]; plain {
-			targetPath, ok = p, true
-		}
-	}
-	t := m.targets[targetPath]
+	st, ok := m.served[p]
 	m.mu.RUnlock()
-	if !ok {
+	if !ok || (!st.until.IsZero() && !m.opts.Now().Before(st.until)) {
 		http.NotFound(w, r)
 		return
 	}
-	ServeBlob(w, r, m.opts.Blobs, t.SHA256())
+	m.ServeTargetBlob(w, r, st.t)
 	m.metrics.served.WithLabelValues("target").Inc()
 }
 
-// ServeBlob writes a committed blob with Range, If-Range and
-// If-None-Match support and an ETag of its SHA-256. A blob that is
-// missing or not yet re-verified gets 503 with Retry-After, so the
-// device comes back instead of giving up.
+// ServeTargetBlob writes the bytes of t with Range, If-Range,
+// If-None-Match, 206, 416 and multi-range support and an ETag of its
+// SHA-256. A committed blob is served from its file (sendfile where the
+// connection allows); an uncached one is pulled through, and this device
+// receives the bytes as the one upstream fetch writes them. If that fetch
+// fails, the response is aborted, never ended cleanly, so the device
+// cannot take a short or wrong body for the whole. When the target cannot
+// be served now the answer is 503 with a jittered Retry-After.
+func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Target) {
+	f, fill, err := m.openOrPull(t)
+	var later *RetryLaterError
+	switch {
+	case errors.As(err, &later):
+		RetryLater(w, later.After, "%s", later.Error())
+		return
+	case err != nil:
+		m.log.Error("serving target failed", "target", t.Path, "err", err)
+		http.Error(w, "serving target failed", http.StatusInternalServerError)
+		return
+	}
+	setBlobHeaders(w, t.SHA256())
+	if f != nil {
+		defer f.Close()
+		http.ServeContent(w, r, "", time.Time{}, f.File)
+		return
+	}
+	m.metrics.followers.Inc()
+	rd := &trackedReader{r: fill.NewReaderContext(r.Context())}
+	defer rd.r.Close()
+	http.ServeContent(w, r, "", time.Time{}, rd)
+	if err := rd.failure(); err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
+		m.log.Warn("aborting a device download: the upstream fetch it followed failed", "target", t.Path, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// trackedReader remembers the first read error of a fill reader, which
+// http.ServeContent drops, so the handler can abort the response.
+type trackedReader struct {
+	r   *blob.Reader
+	mu  sync.Mutex
+	err error
+}
+
+func (t *trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = err
+		}
+		t.mu.Unlock()
+	}
+	return n, err
+}
+
+func (t *trackedReader) Seek(off int64, whence int) (int64, error) { return t.r.Seek(off, whence) }
+
+func (t *trackedReader) failure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+func setBlobHeaders(w http.ResponseWriter, sha256hex string) {
+	h := w.Header()
+	h.Set("ETag", `"sha256:`+sha256hex+`"`)
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("Accept-Ranges", "bytes")
+}
+
+// ServeBlob writes a committed blob by its SHA-256, like ServeTargetBlob
+// but without pulling through. A blob that is missing or not yet
+// re-verified gets 503 with a jittered Retry-After.
 func ServeBlob(w http.ResponseWriter, r *http.Request, store *blob.Store, sha256hex string) {
 	f, _, err := store.Open(sha256hex)
 	switch {
 	case errors.Is(err, blob.ErrNotFound), errors.Is(err, blob.ErrNotReady):
-		w.Header().Set("Retry-After", "30")
-		http.Error(w, fmt.Sprintf("blob %s is not cached yet; retry later", sha256hex), http.StatusServiceUnavailable)
+		RetryLater(w, 30*time.Second, "blob %s is not cached yet", sha256hex)
 		return
 	case errors.Is(err, blob.ErrInvalid):
 		http.NotFound(w, r)
@@ -84,43 +185,21 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, store *blob.Store, sha256
 		return
 	}
 	defer f.Close()
-	w.Header().Set("ETag", `"sha256:`+sha256hex+`"`)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	setBlobHeaders(w, sha256hex)
 	http.ServeContent(w, r, "", time.Time{}, f.File)
 }
 
-type mirrorMetrics struct {
-	refreshes      *prometheus.CounterVec
-	expires        prometheus.Gauge
-	targets        prometheus.Gauge
-	targetBytes    prometheus.Counter
-	targetFailures prometheus.Counter
-	served         *prometheus.CounterVec
+// RetryLater answers 503 with a Retry-After of base plus up to half of it
+// again at random, so a ward of devices told to come back does not come
+// back in the same second.
+func RetryLater(w http.ResponseWriter, base time.Duration, format string, args ...any) {
+	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(base)))
+	http.Error(w, fmt.Sprintf(format, args...)+"; retry later", http.StatusServiceUnavailable)
 }
 
-func newMirrorMetrics(reg prometheus.Registerer, name string) *mirrorMetrics {
-	labels := prometheus.Labels{"repository": name}
-	m := &mirrorMetrics{
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wardgate_tuf_refreshes_total", Help: "TUF refreshes, by result.", ConstLabels: labels,
-		}, []string{"result"}),
-		expires: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wardgate_tuf_timestamp_expiry_seconds", Help: "Unix time at which the trusted timestamp expires.", ConstLabels: labels,
-		}),
-		targets: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wardgate_tuf_targets", Help: "Verified targets in the mirror.", ConstLabels: labels,
-		}),
-		targetBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wardgate_tuf_target_fetched_bytes_total", Help: "Target bytes fetched from upstream and verified.", ConstLabels: labels,
-		}),
-		targetFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wardgate_tuf_target_failures_total", Help: "Target fetches refused for a wrong length or hash, or failed.", ConstLabels: labels,
-		}),
-		served: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wardgate_mirror_requests_total", Help: "Mirror files served to devices, by kind.", ConstLabels: labels,
-		}, []string{"kind"}),
-	}
-	reg.MustRegister(m.refreshes, m.expires, m.targets, m.targetBytes, m.targetFailures, m.served)
-	return m
+// RetryAfterSeconds returns base, rounded up to whole seconds and at least
+// one, plus a random jitter of up to half of it.
+func RetryAfterSeconds(base time.Duration) int {
+	s := max(1, int((base+time.Second-1)/time.Second))
+	return s + rand.IntN(s/2+1)
 }
