@@ -14,9 +14,20 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// keyPrefix is the badger prefix of audit entries; the suffix is the
-// sequence number as 8 big-endian bytes, so keys sort in append order.
-const keyPrefix = "audit/"
+// Key layout. Entries live under "audit/" followed by the sequence number
+// as 8 big-endian bytes, so keys sort in append order. The chain's
+// bookkeeping lives under "auditm/", which does not share that prefix:
+//
+//	auditm/head            the last entry's seq and hash, written with it
+//	auditm/anchor          seq and hash of the last pruned entry
+//	auditm/cursor/NAME     how far a forwarder has delivered
+const (
+	keyPrefix    = "audit/"
+	metaPrefix   = "auditm/"
+	headKey      = metaPrefix + "head"
+	anchorKey    = metaPrefix + "anchor"
+	cursorPrefix = metaPrefix + "cursor/"
+)
 
 // Entry is a stored record with its place in the chain.
 type Entry struct {
@@ -28,23 +39,38 @@ type Entry struct {
 	Hash string `json:"hash"`
 }
 
+// Link names one entry of the chain by its sequence number and hash. The
+// head and the anchor of pruned entries are links.
+type Link struct {
+	Seq  uint64    `json:"seq"`
+	Hash string    `json:"hash"`
+	Time time.Time `json:"time,omitzero"`
+}
+
 // Store is the append-only, hash-chained audit log in badger. It is safe
 // for concurrent use.
 type Store struct {
 	db  *badger.DB
 	now func() time.Time
 
-	mu   sync.Mutex
-	next uint64
-	head string
+	mu     sync.Mutex
+	next   uint64
+	head   string
+	waitCh chan struct{} // closed and replaced on every append
+	m      storeCounters
 }
 
 var _ Recorder = (*Store)(nil)
 
 // Open loads the chain head from db.
 func Open(db *badger.DB) (*Store, error) {
-	s := &Store{db: db, now: time.Now, next: 1}
+	s := &Store{db: db, now: time.Now, next: 1, waitCh: make(chan struct{})}
 	err := db.View(func(txn *badger.Txn) error {
+		if a, ok, err := getLink(txn, anchorKey); err != nil {
+			return err
+		} else if ok {
+			s.next, s.head = a.Seq+1, a.Hash
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), Reverse: true})
 		defer it.Close()
 		it.Seek(append([]byte(keyPrefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
@@ -79,21 +105,93 @@ func (s *Store) Record(ctx context.Context, r Record) error {
 	e.Hash = entryHash(e)
 	data, err := json.Marshal(e)
 	if err != nil {
+		s.m.writeErrors.Add(1)
 		return fmt.Errorf("encoding audit record: %w", err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(seqKey(e.Seq), data) }); err != nil {
+	head, _ := json.Marshal(Link{Seq: e.Seq, Hash: e.Hash, Time: r.Time})
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(seqKey(e.Seq), data); err != nil {
+			return err
+		}
+		return txn.Set([]byte(headKey), head)
+	})
+	if err != nil {
+		s.m.writeErrors.Add(1)
 		return fmt.Errorf("storing audit record %d: %w", e.Seq, err)
 	}
 	s.next, s.head = e.Seq+1, e.Hash
+	s.m.records.Add(1)
+	close(s.waitCh)
+	s.waitCh = make(chan struct{})
 	return nil
+}
+
+// Head returns the newest entry's link; Seq is 0 for an empty chain.
+func (s *Store) Head() Link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Link{Seq: s.next - 1, Hash: s.head}
+}
+
+// Appended returns a channel that is closed at the next append.
+func (s *Store) Appended() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitCh
+}
+
+// Anchor returns the link of the last pruned entry, if any entries were
+// pruned.
+func (s *Store) Anchor() (Link, bool, error) {
+	var (
+		a  Link
+		ok bool
+	)
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		a, ok, err = getLink(txn, anchorKey)
+		return err
+	})
+	return a, ok, err
 }
 
 // Scan calls fn for every entry in append order until fn returns false.
 func (s *Store) Scan(ctx context.Context, fn func(Entry) bool) error {
+	return s.ScanFrom(ctx, 0, fn)
+}
+
+// ScanFrom calls fn for every entry with a sequence number of at least
+// from, in append order, until fn returns false.
+func (s *Store) ScanFrom(ctx context.Context, from uint64, fn func(Entry) bool) error {
 	return s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		for it.Seek(seqKey(from)); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var e Entry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return fmt.Errorf("audit entry at key %x is unreadable: %w", it.Item().Key(), err)
+			}
+			if !fn(e) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// ScanBack calls fn for every entry with a sequence number of at most
+// before (0 means from the newest), newest first, until fn returns false.
+func (s *Store) ScanBack(ctx context.Context, before uint64, fn func(Entry) bool) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), PrefetchValues: true, PrefetchSize: 64, Reverse: true})
+		defer it.Close()
+		start := append(seqKey(before), 0xff)
+		if before == 0 {
+			start = append([]byte(keyPrefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		}
+		for it.Seek(start); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -112,36 +210,126 @@ func (s *Store) Scan(ctx context.Context, fn func(Entry) bool) error {
 // ErrBroken is wrapped by Verify's error for a chain that was altered.
 var ErrBroken = errors.New("audit chain broken")
 
+// BrokenError names the first entry at which the chain does not hold.
+// It wraps ErrBroken.
+type BrokenError struct {
+	// Seq is the position of the first broken entry: the sequence number
+	// its key says it has. For entries deleted at the end of the chain it
+	// is the first missing one.
+	Seq uint64
+	// Problem says what is wrong with it.
+	Problem string
+	// Entry is the stored entry when it could be read.
+	Entry *Entry
+}
+
+func (e *BrokenError) Error() string {
+	what := ""
+	if e.Entry != nil {
+		r := e.Entry.Record
+		what = fmt.Sprintf(" (%s %s %s by %s)", r.Time.Format(time.RFC3339), r.Action, r.Subject, r.Actor)
+	}
+	return fmt.Sprintf("%v at entry %d%s: %s", ErrBroken, e.Seq, what, e.Problem)
+}
+
+func (e *BrokenError) Unwrap() error { return ErrBroken }
+
 // Verify walks the chain and returns an error naming the first entry that
-// was changed, reordered or follows a deleted one. It returns the number
-// of entries checked.
+// was changed, moved or follows deleted ones, or the first entry missing
+// from the end of the chain. It returns the number of entries checked.
+// The chain's first entry must link to the anchor left by pruning.
 func (s *Store) Verify(ctx context.Context) (int, error) {
 	var (
 		n      int
-		prev   string
-		want   uint64 = 1
-		broken error
+		broken *BrokenError
 	)
-	err := s.Scan(ctx, func(e Entry) bool {
-		switch {
-		case e.Seq != want:
-			broken = fmt.Errorf("%w at entry %d: expected entry %d (entries missing or reordered)", ErrBroken, e.Seq, want)
-		case e.Prev != prev:
-			broken = fmt.Errorf("%w at entry %d: it does not link to the entry before it", ErrBroken, e.Seq)
-		case entryHash(e) != e.Hash:
-			broken = fmt.Errorf("%w at entry %d: its content does not match its hash", ErrBroken, e.Seq)
+	err := s.db.View(func(txn *badger.Txn) error {
+		want, prev := uint64(1), ""
+		anchor, ok, err := getLink(txn, anchorKey)
+		if err != nil {
+			return err
 		}
-		if broken != nil {
-			return false
+		if ok {
+			want, prev = anchor.Seq+1, anchor.Hash
 		}
-		n++
-		prev, want = e.Hash, e.Seq+1
-		return true
+		head, hasHead, err := getLink(txn, headKey)
+		if err != nil {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefix), PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			key := it.Item().Key()
+			if len(key) != len(keyPrefix)+8 {
+				broken = &BrokenError{Seq: want, Problem: fmt.Sprintf("a foreign key %q sits among the entries", key)}
+				return nil
+			}
+			pos := binary.BigEndian.Uint64(key[len(keyPrefix):])
+			var e Entry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				broken = &BrokenError{Seq: pos, Problem: "it is unreadable: " + err.Error()}
+				return nil
+			}
+			switch {
+			case pos < want:
+				broken = &BrokenError{Seq: pos, Entry: &e, Problem: fmt.Sprintf("it lies before the start of the chain at entry %d", want)}
+			case e.Seq != pos:
+				broken = &BrokenError{Seq: pos, Entry: &e, Problem: fmt.Sprintf("it is entry %d stored in place of entry %d (entries reordered)", e.Seq, pos)}
+			case pos > want:
+				broken = &BrokenError{Seq: pos, Entry: &e, Problem: fmt.Sprintf("entries %s before it are missing (deleted)", seqRange(want, pos-1))}
+			case e.Prev != prev:
+				broken = &BrokenError{Seq: pos, Entry: &e, Problem: "it does not link to the entry before it (changed, or inserted)"}
+			case entryHash(e) != e.Hash:
+				broken = &BrokenError{Seq: pos, Entry: &e, Problem: "its content does not match its hash (changed)"}
+			}
+			if broken != nil {
+				return nil
+			}
+			n++
+			prev, want = e.Hash, e.Seq+1
+		}
+		if hasHead {
+			switch {
+			case head.Seq >= want:
+				broken = &BrokenError{Seq: want, Problem: fmt.Sprintf("the chain ends at entry %d but its head records entry %d: entries %s were deleted", want-1, head.Seq, seqRange(want, head.Seq))}
+			case head.Seq == want-1 && head.Hash != prev:
+				broken = &BrokenError{Seq: head.Seq, Problem: "the last entry differs from the head recorded with it (changed)"}
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return n, err
+		return n, fmt.Errorf("verifying audit chain: %w", err)
 	}
-	return n, broken
+	if broken != nil {
+		return n, broken
+	}
+	return n, nil
+}
+
+func seqRange(a, b uint64) string {
+	if a == b {
+		return fmt.Sprintf("%d", a)
+	}
+	return fmt.Sprintf("%d to %d", a, b)
+}
+
+func getLink(txn *badger.Txn, key string) (Link, bool, error) {
+	var l Link
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, err
+	}
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &l) }); err != nil {
+		return l, false, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return l, true, nil
 }
 
 func entryHash(e Entry) string {
