@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wardgate/wardgate/cache"
 	"github.com/wardgate/wardgate/discovery"
@@ -163,18 +165,12 @@ func (g *Gateway) handleBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := strings.ToLower(r.PathValue("hash"))
-	var target *cache.Target
-	for _, t := range g.mirror.Targets() {
-		if t.SHA256() == hash {
-			t := t
-			target = &t
-			break
-		}
-	}
-	if target == nil {
+	found, ok := g.mirror.TargetBySHA256(hash)
+	if !ok {
 		writeError(w, http.StatusNotFound, "no cached target has SHA-256 %s", hash)
 		return
 	}
+	target := &found
 	if target.HasMeta && target.Meta.Kind == cache.KindRelease {
 		dev, err := g.inventory.Get(r.Context(), id.Manufacturer, id.Serial)
 		if err != nil {
@@ -190,11 +186,18 @@ func (g *Gateway) handleBlob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusForbidden, "download of %s refused: %s", target.Path, reason)
 			return
 		}
+		if err := g.mirror.DownloadAllowed(*target); err != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(cache.RetryAfterSeconds(5*time.Minute)))
+			writeError(w, http.StatusServiceUnavailable, "download of %s paused: %v", target.Path, err)
+			return
+		}
 	}
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
 		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": target.Path}})
 	}
-	cache.ServeBlob(w, r, g.blobs, hash)
+	// An uncached target is pulled through: this device and any other
+	// asking for it follow one upstream fetch.
+	g.mirror.ServeTargetBlob(w, r, *target)
 }
 
 func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {

@@ -176,8 +176,13 @@ func (g *Gateway) setupUpstream(creds string) error {
 		BaseURL:        "https://wardhub/v1/tuf",
 		TrustedRoot:    root,
 		RequestTimeout: time.Duration(g.cfg.Upstream.RequestTimeout),
-		Logger:         g.log,
-		Registerer:     g.reg,
+		Grace:          time.Duration(g.cfg.Mirror.Grace),
+		ExpiryWarning:  time.Duration(g.cfg.Mirror.ExpiryWarning),
+		ExpiredDownloadGrace: noneIfZero(g.cfg.Mirror.ExpiredDownloadGrace),
+		StallTimeout:         time.Duration(g.cfg.Mirror.StallTimeout),
+		FillAttempts:         g.cfg.Mirror.FillAttempts,
+		Logger:               g.log,
+		Registerer:           g.reg,
 	})
 	if err != nil {
 		return fmt.Errorf("opening mirror: %w", err)
@@ -238,6 +243,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.readyOnce.Do(func() { close(g.ready) })
 	}
 	start("blobs", func(c context.Context) { _ = g.blobs.Run(c) })
+	start("mirror", func(c context.Context) { _ = g.mirror.Run(c) })
 	start("inventory", func(c context.Context) { _ = g.inventory.Run(c) })
 	start("telemetry", g.telemetry.run)
 
@@ -318,6 +324,10 @@ func (g *Gateway) closeAll() error {
 	if g.telemetry != nil {
 		g.telemetry.close()
 		g.telemetry = nil
+	}
+	if g.mirror != nil {
+		// Upstream fills stop before the blob store they write to.
+		errs = append(errs, g.mirror.Close())
 	}
 	if g.blobs != nil {
 		errs = append(errs, g.blobs.Close())
@@ -428,4 +438,13 @@ func peerCert(r *http.Request) *x509.Certificate {
 		return nil
 	}
 	return r.TLS.PeerCertificates[0]
+}
+
+// noneIfZero maps a config duration where "0s" means none to the mirror's
+// convention, where zero means the default and a negative value none.
+func noneIfZero(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }

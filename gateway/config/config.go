@@ -33,6 +33,7 @@ type Config struct {
 	DeviceAPI DeviceAPI `toml:"device_api"`
 	Admin     Admin     `toml:"admin"`
 	Cache     Cache     `toml:"cache"`
+	Mirror    Mirror    `toml:"mirror"`
 	Telemetry Telemetry `toml:"telemetry"`
 	Log       Log       `toml:"log"`
 }
@@ -195,6 +196,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Telemetry.MinCellDevices < 1 {
 		return fmt.Errorf("telemetry.min_cell_devices %d must be at least 1", c.Telemetry.MinCellDevices)
+	}
+	if err := c.Mirror.validate(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
