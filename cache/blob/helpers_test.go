@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/sha512"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -17,11 +18,21 @@ import (
 // writes and bounded memory.
 func openDB(tb testing.TB, dir string) *badger.DB {
 	tb.Helper()
-	db, err := badger.Open(badgerOptions(dir))
+	db, err := openBadgerDB(dir)
 	if err != nil {
-		tb.Fatalf("opening badger in %s: %v", dir, err)
+		tb.Fatal(err)
 	}
 	return db
+}
+
+type badgerDB = badger.DB
+
+func openBadgerDB(dir string) (*badger.DB, error) {
+	db, err := badger.Open(badgerOptions(dir))
+	if err != nil {
+		return nil, fmt.Errorf("opening badger in %s: %w", dir, err)
+	}
+	return db, nil
 }
 
 func badgerOptions(dir string) badger.Options {
