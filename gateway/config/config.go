@@ -34,6 +34,8 @@ type Config struct {
 	Admin     Admin     `toml:"admin"`
 	Cache     Cache     `toml:"cache"`
 	Mirror    Mirror    `toml:"mirror"`
+	Audit     Audit     `toml:"audit"`
+	Policy    Policy    `toml:"policy"`
 	Telemetry Telemetry `toml:"telemetry"`
 	Log       Log       `toml:"log"`
 }
@@ -73,6 +75,7 @@ type DeviceAPI struct {
 // Admin configures the admin listener.
 type Admin struct {
 	Listen string `toml:"listen"`
+	AdminSettings
 }
 
 // Cache configures the blob cache.
@@ -198,6 +201,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("telemetry.min_cell_devices %d must be at least 1", c.Telemetry.MinCellDevices)
 	}
 	if err := c.Mirror.validate(); err != nil {
+		return err
+	}
+	if err := c.Admin.AdminSettings.validate(); err != nil {
+		return err
+	}
+	if err := c.Audit.validate(); err != nil {
+		return err
+	}
+	if err := c.Policy.validate(); err != nil {
 		return err
 	}
 	switch c.Log.Level {
