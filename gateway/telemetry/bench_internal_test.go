@@ -68,3 +68,20 @@ func BenchmarkUpstreamBytes(b *testing.B) {
 	b.ReportMetric(float64(rawBytes)/float64(len(out)), "reduction_x")
 	b.ReportMetric(float64(len(p.Cells)), "cells")
 }
+
+// BenchmarkDecodeBatch measures decoding and validating one device batch
+// of 100 events.
+func BenchmarkDecodeBatch(b *testing.B) {
+	evs := make([]map[string]any, 100)
+	for i := range evs {
+		evs[i] = map[string]any{"kind": "health", "name": "battery_pct", "value": i % 100, "extra": "dropped"}
+	}
+	body, _ := json.Marshal(map[string]any{"schema": 1, "batch_id": "b-1", "events": evs})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := DecodeBatch(body, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

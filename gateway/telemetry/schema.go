@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the device batch schema this package accepts.
@@ -138,7 +140,7 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 			d.IgnoredFields = append(d.IgnoredFields, name)
 		}
 	}
-	var rawEvents []json.RawMessage
+	var rawEvents []map[string]json.RawMessage
 	haveEvents := false
 	for k, v := range top {
 		switch k {
@@ -173,9 +175,8 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 		return nil, &DecodeError{Status: 413, Msg: fmt.Sprintf("batch has %d events, at most %d are allowed: split it", len(rawEvents), lim.MaxEvents)}
 	}
 	d.Events = make([]Event, 0, len(rawEvents))
-	for i, raw := range rawEvents {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	for i, fields := range rawEvents {
+		if fields == nil {
 			return nil, badRequest("event %d: want a JSON object", i)
 		}
 		var we wireEvent
@@ -183,11 +184,11 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 			var err error
 			switch k {
 			case "kind":
-				err = json.Unmarshal(v, &we.Kind)
+				we.Kind, err = rawString(v)
 			case "name":
-				err = json.Unmarshal(v, &we.Name)
+				we.Name, err = rawString(v)
 			case "value":
-				err = json.Unmarshal(v, &we.Value)
+				we.Value, err = rawNumber(v)
 			default:
 				ignore(k)
 				continue
@@ -207,6 +208,36 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 		d.Events = append(d.Events, ev)
 	}
 	return d, nil
+}
+
+// rawString decodes a JSON string (or null) without reflection when it
+// holds no escapes.
+func rawString(v json.RawMessage) (*string, error) {
+	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 {
+		s := string(v[1 : len(v)-1])
+		if utf8.ValidString(s) {
+			return &s, nil
+		}
+	}
+	var p *string
+	err := json.Unmarshal(v, &p)
+	return p, err
+}
+
+// rawNumber decodes a JSON number (or null). The raw value came from a
+// valid JSON document, so a leading '-' or digit means a JSON number,
+// whose grammar strconv.ParseFloat accepts.
+func rawNumber(v json.RawMessage) (*float64, error) {
+	if len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9') {
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return nil, fmt.Errorf("number %s is out of range", v)
+		}
+		return &f, nil
+	}
+	var p *float64
+	err := json.Unmarshal(v, &p)
+	return p, err
 }
 
 func strictUnmarshal(data []byte, v any) error {
