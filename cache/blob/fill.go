@@ -201,6 +201,7 @@ func (f *Fill) Err() error {
 
 // Written returns how many bytes the producer has delivered in the current
 // attempt: the offset at which to resume with an upstream Range request.
+// Only the producer may call it.
 func (f *Fill) Written() int64 { return f.pos }
 
 // Restart tells the fill that the producer starts again from byte zero,

@@ -416,6 +416,7 @@ func (s *Store) flushAccess() error {
 	}
 	clear(s.dirty)
 	s.mu.Unlock()
+	conflicts := 0
 	for len(updates) > 0 {
 		var done []string
 		err := s.db.Update(func(txn *badger.Txn) error {
@@ -435,7 +436,8 @@ func (s *Store) flushAccess() error {
 			}
 			return nil
 		})
-		if errors.Is(err, badger.ErrConflict) {
+		if errors.Is(err, badger.ErrConflict) && conflicts < 100 {
+			conflicts++
 			continue
 		}
 		if err != nil {

@@ -19,6 +19,8 @@
 package blob
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -273,6 +275,40 @@ func (s *Store) Has(sha256hex string) bool {
 	return ok
 }
 
+// Info describes a committed blob.
+type Info struct {
+	Digest     Digest    // length, SHA-256 and, when it was given, SHA-512
+	Created    time.Time // when it was committed or adopted
+	LastAccess time.Time // last Open or fill reader, for LRU eviction
+	Verified   bool      // false while it awaits re-verification
+	Pins       []string  // reasons it is pinned, sorted
+	Open       int       // readers holding it open
+}
+
+// Stat describes the committed blob with this SHA-256 (lowercase hex).
+// Errors: ErrInvalid, ErrNotFound.
+func (s *Store) Stat(sha256hex string) (Info, error) {
+	if err := checkHex(sha256hex); err != nil {
+		return Info{}, fmt.Errorf("describing blob: %w", err)
+	}
+	raw, _ := hex.DecodeString(sha256hex)
+	pins := s.Pins(sha256hex)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.blobs[sha256hex]
+	if !ok {
+		return Info{}, fmt.Errorf("describing blob %s: %w", sha256hex, ErrNotFound)
+	}
+	return Info{
+		Digest:     Digest{Length: e.length, SHA256: raw, SHA512: bytes.Clone(e.sha512)},
+		Created:    e.created,
+		LastAccess: e.lastAccess,
+		Verified:   e.verified,
+		Pins:       pins,
+		Open:       s.opens[sha256hex],
+	}, nil
+}
+
 // File is a committed blob opened for reading. It embeds the *os.File, so
 // http.ServeContent and io.Copy can use sendfile; Close releases the
 // store's hold that keeps the blob from eviction.
@@ -296,7 +332,8 @@ func (f *File) Close() error {
 // Open opens the committed blob with this SHA-256 (lowercase hex) for
 // reading and returns it with its length. The blob is not evicted until
 // the File is closed. Errors: ErrInvalid for malformed input, ErrNotFound,
-// ErrNotReady while it awaits re-verification (Run verifies it next).
+// ErrNotReady while it awaits re-verification (Run verifies it next),
+// ErrClosed.
 func (s *Store) Open(sha256hex string) (*File, int64, error) {
 	if err := checkHex(sha256hex); err != nil {
 		return nil, 0, fmt.Errorf("opening blob: %w", err)
@@ -304,6 +341,9 @@ func (s *Store) Open(sha256hex string) (*File, int64, error) {
 	s.mu.Lock()
 	e, ok := s.blobs[sha256hex]
 	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return nil, 0, fmt.Errorf("opening blob %s: %w", sha256hex, ErrClosed)
 	case !ok:
 		s.mu.Unlock()
 		return nil, 0, fmt.Errorf("opening blob %s: %w", sha256hex, ErrNotFound)

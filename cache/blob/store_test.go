@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"testing"
@@ -16,6 +17,26 @@ func TestFillCommitOpen(t *testing.T) {
 	mustEqual(t, "committed blob", readBlob(t, env.store, d.Hex()), b)
 	s := env.reopen(t, true, Options{})
 	mustEqual(t, "blob after reopen", readBlob(t, s, d.Hex()), b)
+}
+
+func TestStatAndEmptyBlob(t *testing.T) {
+	env := newEnv(t, Options{})
+	d := fillWith(t, env.store, nil)
+	mustEqual(t, "empty blob", readBlob(t, env.store, d.Hex()), nil)
+	if err := env.store.Pin(d.Hex(), "rollout-3"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := env.store.Stat(d.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Digest.Length != 0 || !bytes.Equal(info.Digest.SHA256, d.SHA256) || !bytes.Equal(info.Digest.SHA512, d.SHA512) ||
+		!info.Verified || len(info.Pins) != 1 || info.Open != 0 {
+		t.Fatalf("Stat: got %+v, want the empty blob's digest, verified, one pin, not open", info)
+	}
+	if _, err := env.store.Stat(hexOf(make([]byte, 32))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Stat of an absent blob: got %v, want %v", err, ErrNotFound)
+	}
 }
 
 func TestOpenMissing(t *testing.T) {
