@@ -38,7 +38,7 @@ func benchBody(b *testing.B, device, n int) []byte {
 
 // BenchmarkDurableIngest measures device batches of 100 events posted by
 // concurrent devices over loopback HTTP to the real handler and queue on a
-// synced badger (SyncWrites): each answer comes after fsync. It reports
+// synced badger (SyncWrites): each response comes after fsync. It reports
 // acknowledged events per second and the p99 acknowledgement latency.
 func BenchmarkDurableIngest(b *testing.B) {
 	for _, devices := range []int{1, 16, 64} {

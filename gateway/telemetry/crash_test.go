@@ -53,7 +53,7 @@ func envInt(name string, def int64) int64 {
 func childMain() int {
 	dir, hubURL, addrFile := os.Getenv("TG_DIR"), os.Getenv("TG_HUB"), os.Getenv("TG_ADDRFILE")
 	// badger memory-maps sparsely allocated files: opening it on a file
-	// system with no room left faults the process, so refuse first.
+	// system with no room left faults the process, so exit first.
 	if min := envInt("TG_MINFREE", 0) / 4; min > 0 {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(filepath.Dir(dir), &st); err == nil && int64(st.Bavail)*int64(st.Bsize) < min {
@@ -279,8 +279,8 @@ func (f *fleet) device(d int) {
 			v, _ := f.status.LoadOrStore(code, new(atomic.Int64))
 			v.(*atomic.Int64).Add(1)
 			if code == http.StatusOK {
-				// A duplicate answer means an earlier attempt was stored
-				// but its answer was lost: it counts once, now.
+				// A duplicate response means an earlier attempt was stored
+				// but its response was lost: it counts once, now.
 				_ = dup
 				f.ackedEvents.Add(int64(events))
 				f.ackedSum.Add(sum)
@@ -540,7 +540,7 @@ func TestCrashWithFlappingTunnel(t *testing.T) {
 	if fl.after.Load() == 0 || fl.before.Load() == 0 {
 		t.Errorf("flapping: got %d failures before and %d after storing, want some of each", fl.before.Load(), fl.after.Load())
 	}
-	t.Logf("flapping: %d failed before, %d after storing, %d duplicates answered", fl.before.Load(), fl.after.Load(), fl.dups.Load())
+	t.Logf("flapping: %d failed before, %d after storing, %d duplicate responses", fl.before.Load(), fl.after.Load(), fl.dups.Load())
 }
 
 func httptestServer(t *testing.T, h http.Handler) string {

@@ -76,7 +76,7 @@ func TestCrashDataDirOnFullTmpfs(t *testing.T) {
 	// reserve, then to the last byte.
 	filler := fill(t, mnt, reserve/4)
 	before503 := f.count(503)
-	waitFor(t, 20*time.Second, "503 answers on a nearly full disk", func() bool { return f.count(503) > before503+20 })
+	waitFor(t, 20*time.Second, "503 responses on a nearly full disk", func() bool { return f.count(503) > before503+20 })
 	fill(t, mnt, 1)
 	if free := freeBytes(t, mnt); free > 64<<10 {
 		t.Fatalf("filling the tmpfs: %d bytes still free", free)
@@ -89,10 +89,10 @@ func TestCrashDataDirOnFullTmpfs(t *testing.T) {
 	if !g.alive() {
 		t.Fatal("gateway died on a full disk")
 	}
-	if !strings.Contains(g.stderr.String(), "telemetry queue refusing device batches") {
-		t.Errorf("gateway log on a full disk: got %q, want the refusal logged", g.stderr.String())
+	if !strings.Contains(g.stderr.String(), "telemetry queue rejecting device batches") {
+		t.Errorf("gateway log on a full disk: got %q, want the rejection logged", g.stderr.String())
 	}
-	// A crash while full: the restart refuses with a clear error instead of
+	// A crash while full: the restart fails with a clear error instead of
 	// letting badger fault on its sparse memory-mapped files.
 	g.kill()
 	if err := g.tryStart(); err == nil || !strings.Contains(err.Error(), "free") {
@@ -109,10 +109,10 @@ func TestCrashDataDirOnFullTmpfs(t *testing.T) {
 	f.finish(t)
 	g.stop()
 	if n := f.noRetryAfter.Load(); n != 0 {
-		t.Errorf("503 answers without Retry-After: got %d, want 0", n)
+		t.Errorf("503 responses without Retry-After: got %d, want 0", n)
 	}
 	checkExactlyOnce(t, h, f)
-	t.Logf("503 answers while full: %d", f.count(503)-before503)
+	t.Logf("503 responses while full: %d", f.count(503)-before503)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

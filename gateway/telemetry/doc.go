@@ -30,7 +30,7 @@
 // [A-Za-z0-9_.-], at most 32 bytes. A name is an aggregation dimension, so a
 // name used by fewer devices than the small-cell threshold never leaves.
 //
-// Unknown fields are dropped (and named in the answer); events of an
+// Unknown fields are dropped (and named in the response); events of an
 // unknown kind or health metric are dropped and counted. Everything else
 // that does not fit fails the whole batch: 400 for malformed JSON, 413 for
 // a body over IngestOptions.MaxBodyBytes or more than MaxEvents events, 415

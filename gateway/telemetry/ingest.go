@@ -18,8 +18,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/telemetry/wire"
 )
 
-// DeviceIdentity is what the gateway knows about the device behind a
-// request. Serial names the device locally (for rate limits, dedup and its
+// DeviceIdentity identifies the device behind a request. Serial names the device locally (for rate limits, dedup and its
 // pseudonym) and never leaves the gateway; the other fields are the
 // dimensions analytics are aggregated by.
 type DeviceIdentity struct {
@@ -54,7 +53,7 @@ type IngestOptions struct {
 	// MaxEvents if lower). Over the limit a device gets 429 and Retry-After.
 	RatePerDevice float64
 	Burst         int
-	// RetryAfter is the delay suggested with 503 while the queue refuses
+	// RetryAfter is the delay suggested with 503 while the queue rejects
 	// batches (default 30s).
 	RetryAfter time.Duration
 	// Logger (default slog.Default()) and Registerer (none when nil).
@@ -64,7 +63,7 @@ type IngestOptions struct {
 	Now func() time.Time
 }
 
-// IngestResponse is the JSON answer to an accepted batch.
+// IngestResponse is the JSON response to an accepted batch.
 type IngestResponse struct {
 	// Accepted is the number of events stored (0 for a duplicate).
 	Accepted int `json:"accepted"`
@@ -92,8 +91,8 @@ type ingestHandler struct {
 // NewIngestHandler serves POST of one JSON batch of events from one device
 // (see DecodeBatch for the schema). identify maps the request (its TLS
 // client certificate) to the device; ok=false gets 401 when the request
-// carries no client certificate and 403 otherwise. A batch is answered 200
-// only after it is synced to disk; malformed, oversized or hostile input
+// carries no client certificate and 403 otherwise. The handler responds 200
+// only after the batch is synced to disk; malformed, oversized or hostile input
 // gets a 4xx and stores nothing; a full queue or disk gets 503 with
 // Retry-After.
 func NewIngestHandler(q *Queue, identify func(*http.Request) (DeviceIdentity, bool), opts IngestOptions) http.Handler {

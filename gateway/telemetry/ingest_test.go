@@ -61,13 +61,13 @@ func newIngest(t *testing.T, qo telemetry.QueueOptions, io telemetry.IngestOptio
 	return &ingestFixture{db: db, q: q, srv: srv}
 }
 
-type answer struct {
+type response struct {
 	status     int
 	retryAfter string
 	body       string
 }
 
-func (f *ingestFixture) post(t *testing.T, serial, contentType string, body []byte) answer {
+func (f *ingestFixture) post(t *testing.T, serial, contentType string, body []byte) response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/telemetry", bytes.NewReader(body))
 	if err != nil {
@@ -85,7 +85,7 @@ func (f *ingestFixture) post(t *testing.T, serial, contentType string, body []by
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header.Get("Retry-After"), string(b)}
+	return response{resp.StatusCode, resp.Header.Get("Retry-After"), string(b)}
 }
 
 func TestIngestRejectsBadInputAndStoresNothing(t *testing.T) {
@@ -121,7 +121,7 @@ func TestIngestRejectsBadInputAndStoresNothing(t *testing.T) {
 			}
 			var e struct{ Error string }
 			if err := json.Unmarshal([]byte(a.body), &e); err != nil || e.Error == "" {
-				t.Errorf("answer body: got %q, want a JSON error message", a.body)
+				t.Errorf("response body: got %q, want a JSON error message", a.body)
 			}
 		})
 	}
@@ -200,7 +200,7 @@ func TestIngestRateLimit(t *testing.T) {
 	}
 }
 
-func TestIngestQueueFullAnswers503AndRecovers(t *testing.T) {
+func TestIngestQueueFull503AndRecovers(t *testing.T) {
 	var alerts []bool
 	f := newIngest(t, telemetry.QueueOptions{MaxBytes: 2000, OnFull: func(full bool, _ error) { alerts = append(alerts, full) }}, telemetry.IngestOptions{})
 	big := make([]map[string]any, 40)
@@ -208,7 +208,7 @@ func TestIngestQueueFullAnswers503AndRecovers(t *testing.T) {
 		big[i] = ev("counter", "counter_with_a_long_name", 1)
 	}
 	accepted := 0
-	var a answer
+	var a response
 	for range 20 {
 		a = f.post(t, "SN-000001", "application/json", batchJSON(t, "", big...))
 		if a.status != 200 {

@@ -41,7 +41,7 @@ func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 	m.bytes = g("wardgate_telemetry_queue_bytes", "Bytes of acknowledged device batches not yet sealed into an export.")
 	m.entries = g("wardgate_telemetry_queue_batches", "Acknowledged device batches not yet sealed into an export.")
 	m.limit = g("wardgate_telemetry_queue_limit_bytes", "Configured bound of the telemetry queue.")
-	m.full = g("wardgate_telemetry_queue_full", "1 while the telemetry queue refuses device batches (full queue or disk).")
+	m.full = g("wardgate_telemetry_queue_full", "1 while the telemetry queue rejects device batches (full queue or disk).")
 	ev, e := register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "wardgate_telemetry_queue_events_total", Help: "Device events stored durably in the telemetry queue."}))
 	err = errors.Join(err, e)
 	m.events = ev
@@ -65,7 +65,7 @@ type ingestMetrics struct {
 func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
 	m := &ingestMetrics{}
 	var err, e error
-	m.batches, e = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_batches_total", Help: "Device telemetry batches by result (stored, duplicate, empty, or the refusal reason)."}, []string{"result"}))
+	m.batches, e = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_batches_total", Help: "Device telemetry batches by result (stored, duplicate, empty, or the rejection reason)."}, []string{"result"}))
 	err = errors.Join(err, e)
 	m.rejected = m.batches
 	m.events, e = register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_events_total", Help: "Device events acknowledged to devices."}))

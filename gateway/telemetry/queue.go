@@ -24,7 +24,7 @@ var (
 	keySealed    = []byte("tq/m/sealed")
 )
 
-// Errors Append returns; the ingest handler answers them with 503 and
+// Errors Append returns; the ingest handler responds to them with 503 and
 // Retry-After.
 var (
 	// ErrQueueFull means the queue holds its MaxBytes of unexported data.
@@ -42,7 +42,7 @@ type QueueOptions struct {
 	// plus sealed payloads not yet delivered. A batch that does not fit
 	// gets ErrQueueFull.
 	MaxBytes int64
-	// Dir is the badger data directory; when set, Append refuses with
+	// Dir is the badger data directory; when set, Append rejects batches with
 	// ErrNoSpace while the file system has less than MinFreeBytes free.
 	// badger writes through memory-mapped, sparsely allocated files, so
 	// writing into a file system with no room left would fault the whole
@@ -55,7 +55,7 @@ type QueueOptions struct {
 	DedupWindow time.Duration
 	// MaxGroup bounds how many batches share one commit (default 256).
 	MaxGroup int
-	// OnFull, if set, is called when the queue starts refusing batches
+	// OnFull, if set, is called when the queue starts rejecting batches
 	// (full=true, with the reason) and when it accepts again. Use it to
 	// raise and clear an alert. It must not block.
 	OnFull func(full bool, reason error)
@@ -105,7 +105,7 @@ type Queue struct {
 	// exportBytes counts sealed payloads not yet delivered: they share the
 	// MaxBytes bound, so a long tunnel outage cannot fill the disk.
 	exportBytes int64
-	full        error // non-nil while refusing
+	full        error // non-nil while rejecting
 }
 
 type appendReq struct {
@@ -264,7 +264,7 @@ func (q *Queue) Append(ctx context.Context, dev DeviceIdentity, b Batch) (Append
 			return AppendResult{}, fmt.Errorf("appending telemetry batch: event kind %q is unknown", e.Kind)
 		}
 	}
-	if err := q.refusing(); err != nil {
+	if err := q.rejecting(); err != nil {
 		return AppendResult{}, err
 	}
 	pseudo, err := q.pseudonym(ctx, dev)
@@ -290,9 +290,9 @@ func (q *Queue) Append(ctx context.Context, dev DeviceIdentity, b Batch) (Append
 	}
 }
 
-// refusing returns the current refusal when the queue is known full, so a
-// full queue answers quickly; the writer re-checks every group.
-func (q *Queue) refusing() error {
+// rejecting returns the current rejection reason when the queue is known
+// full, so a full queue rejects quickly. The writer re-checks every group.
+func (q *Queue) rejecting() error {
 	q.recheck()
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -548,7 +548,7 @@ func (q *Queue) failAll(reqs []*appendReq, err error) error {
 	return err
 }
 
-// setFull records whether the queue refuses batches, logging and alerting
+// setFull records whether the queue rejects batches, logging and alerting
 // on each change.
 func (q *Queue) setFull(reason error) {
 	q.mu.Lock()
@@ -558,7 +558,7 @@ func (q *Queue) setFull(reason error) {
 	switch {
 	case reason != nil && was == nil:
 		q.m.full.Set(1)
-		q.log.Error("telemetry queue refusing device batches", "err", reason)
+		q.log.Error("telemetry queue rejecting device batches", "err", reason)
 		if q.opts.OnFull != nil {
 			q.opts.OnFull(true, reason)
 		}
@@ -571,8 +571,8 @@ func (q *Queue) setFull(reason error) {
 	}
 }
 
-// recheck clears a refusal once room has returned; the relay calls it
-// after releasing entries, and the ingest handler before answering 503.
+// recheck clears a rejection once room has returned. The relay calls it
+// after releasing entries, and Append before storing.
 func (q *Queue) recheck() {
 	q.mu.Lock()
 	full, room := q.full, q.bytes+q.exportBytes < q.opts.MaxBytes
@@ -607,8 +607,9 @@ type QueueStats struct {
 	ExportBytes int64
 	// MaxBytes is the configured bound.
 	MaxBytes int64
-	// Refusing is non-nil while new batches are refused, with the reason.
-	Refusing error
+	// Rejecting is the reason new batches are rejected, nil while they are
+	// accepted.
+	Rejecting error
 }
 
 // Stats returns a snapshot of the queue's state.
@@ -616,5 +617,5 @@ func (q *Queue) Stats() QueueStats {
 	q.recheck()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return QueueStats{Batches: q.entries, Bytes: q.bytes, ExportBytes: q.exportBytes, MaxBytes: q.opts.MaxBytes, Refusing: q.full}
+	return QueueStats{Batches: q.entries, Bytes: q.bytes, ExportBytes: q.exportBytes, MaxBytes: q.opts.MaxBytes, Rejecting: q.full}
 }

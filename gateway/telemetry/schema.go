@@ -85,12 +85,12 @@ type Decoded struct {
 	// name is not on the allow-list.
 	Dropped int
 	// IgnoredFields lists (at most 16) unknown field names that were
-	// dropped, for the answer to the device.
+	// dropped, for the response to the device.
 	IgnoredFields []string
 }
 
-// DecodeError is a batch the gateway refuses. Status is the HTTP status to
-// answer with (400 for malformed JSON, 413 for too many events, 422 for
+// DecodeError is a batch the gateway rejects. Status is the HTTP status to
+// respond with (400 for malformed JSON, 413 for too many events, 422 for
 // values outside the schema).
 type DecodeError struct {
 	Status int

@@ -42,7 +42,7 @@ func (u *HTTPUploader) Upload(ctx context.Context, key string, body []byte) erro
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("uploading telemetry %s: hub answered %s: %s", key, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("uploading telemetry %s: hub responded %s: %s", key, resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 // Handler serves the read-only query API:
 //
 //	GET /v1/analytics/cells?manufacturer=&model=&version=&device_class=&kind=&name=&from=&to=&group=&format=json|csv
+//	GET /v1/analytics/devices?(the same filters)&format=json|csv
 //	GET /v1/analytics/uploads?site=
 //
 // from and to are RFC 3339 times or dates (YYYY-MM-DD); group is a
@@ -27,6 +28,7 @@ import (
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/analytics/cells", s.serveCells)
+	mux.HandleFunc("GET /v1/analytics/devices", s.serveDevices)
 	mux.HandleFunc("GET /v1/analytics/uploads", s.serveUploads)
 	return mux
 }
@@ -87,6 +89,7 @@ func (s *Store) serveCells(w http.ResponseWriter, r *http.Request) {
 	}
 	rows, err := s.Query(r.Context(), q)
 	if err != nil {
+		s.log.Error("querying analytics failed", "err", err)
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -98,9 +101,47 @@ func (s *Store) serveCells(w http.ResponseWriter, r *http.Request) {
 	_ = writeRows(w, rows, format)
 }
 
+func (s *Store) serveDevices(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "json"
+	}
+	if format != "json" && format != "csv" {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want json or csv", format))
+		return
+	}
+	rows, err := s.DeviceRows(r.Context(), q)
+	if err != nil {
+		s.log.Error("querying device analytics failed", "err", err)
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if format == "json" {
+		if rows == nil {
+			rows = []DeviceRow{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"rows": rows})
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	cw := csv.NewWriter(w)
+	_ = cw.Write(append([]string{"site", "device"}, csvHeader...))
+	for _, d := range rows {
+		_ = cw.Write(append([]string{d.Site, d.Device}, fields(d.Row)...))
+	}
+	cw.Flush()
+}
+
 func (s *Store) serveUploads(w http.ResponseWriter, r *http.Request) {
 	ups, err := s.Uploads(r.Context(), r.URL.Query().Get("site"))
 	if err != nil {
+		s.log.Error("listing uploads failed", "err", err)
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -179,7 +220,7 @@ func fields(r Row) []string {
 
 // IngestHandler serves the hub's upload endpoint, POST /v1/telemetry:
 // site maps the request (the gateway's tunnel identity) to its site id;
-// the Idempotency-Key header names the upload. It answers 200 with
+// the Idempotency-Key header names the upload. It responds 200 with
 // {"duplicate": bool} once the upload is durable, 400 for a malformed
 // payload, 401 for an unknown gateway, 409 when the key was used for other
 // bytes, 413 for an oversized body and 503 when storing failed.

@@ -37,7 +37,7 @@ type Query struct {
 	GroupBy                                               []string
 }
 
-// Row is one line of a query answer. Dimensions not kept by GroupBy are
+// Row is one line of a query result. Dimensions not kept by GroupBy are
 // empty (and Period zero).
 type Row struct {
 	Period       time.Time `json:"period,omitzero"`
@@ -113,7 +113,7 @@ func (s *Store) Query(ctx context.Context, q Query) ([]Row, error) {
 			if len(k) < 8 {
 				continue
 			}
-			period := time.Unix(int64(uint64(k[0])<<56|uint64(k[1])<<48|uint64(k[2])<<40|uint64(k[3])<<32|uint64(k[4])<<24|uint64(k[5])<<16|uint64(k[6])<<8|uint64(k[7])^1<<63), 0).UTC()
+			period := decodePeriod(k)
 			if !q.To.IsZero() && !period.Before(q.To) {
 				break
 			}
@@ -124,8 +124,7 @@ func (s *Store) Query(ctx context.Context, q Query) ([]Row, error) {
 			dims := wire.Dims{Period: period, Manufacturer: string(parts[1]), Model: string(parts[2]), Version: string(parts[3]),
 				DeviceClass: string(parts[4]), Kind: string(parts[5]), Name: string(parts[6])}
 			site := string(parts[7])
-			if !match(q.Manufacturer, dims.Manufacturer) || !match(q.Model, dims.Model) || !match(q.Version, dims.Version) ||
-				!match(q.DeviceClass, dims.DeviceClass) || !match(q.Kind, dims.Kind) || !match(q.Name, dims.Name) {
+			if !q.matches(&dims) {
 				continue
 			}
 			var c storedCell
@@ -196,3 +195,8 @@ func (s *Store) Query(ctx context.Context, q Query) ([]Row, error) {
 }
 
 func match(want, got string) bool { return want == "" || want == got }
+
+func (q *Query) matches(d *wire.Dims) bool {
+	return match(q.Manufacturer, d.Manufacturer) && match(q.Model, d.Model) && match(q.Version, d.Version) &&
+		match(q.DeviceClass, d.DeviceClass) && match(q.Kind, d.Kind) && match(q.Name, d.Name)
+}

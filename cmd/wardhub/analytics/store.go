@@ -29,6 +29,7 @@ var (
 	prefixUpload  = []byte("an/u/") // + site \x00 key -> Upload (JSON)
 	prefixPayload = []byte("an/p/") // + site \x00 key -> payload bytes
 	prefixCell    = []byte("an/c/") // + period(8) \x00 dims... \x00 site -> storedCell (JSON)
+	prefixDevice  = []byte("an/d/") // + period(8) \x00 dims... \x00 site \x00 device -> wire.Stats (JSON)
 )
 
 // ErrKeyConflict is returned when an idempotency key arrives again with a
@@ -122,9 +123,11 @@ func uploadKey(prefix []byte, site, key string) []byte {
 	return append(k, key...)
 }
 
-func cellKey(d *wire.Dims, site string) []byte {
+func cellKey(d *wire.Dims, site string) []byte { return dimsKey(prefixCell, d, site) }
+
+func dimsKey(prefix []byte, d *wire.Dims, site string) []byte {
 	k := make([]byte, 0, 128)
-	k = append(k, prefixCell...)
+	k = append(k, prefix...)
 	k = binaryTime(k, d.Period)
 	for _, s := range []string{d.Manufacturer, d.Model, d.Version, d.DeviceClass, d.Kind, d.Name, site} {
 		k = append(k, 0)
@@ -235,6 +238,28 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 			}
 			cur.Devices = max(cur.Devices, c.Devices)
 			v, err := json.Marshal(cur)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(k, v); err != nil {
+				return err
+			}
+		}
+		for i := range p.DeviceCells {
+			d := &p.DeviceCells[i]
+			k := append(dimsKey(prefixDevice, &d.Dims, siteID), 0)
+			k = append(k, d.Device...)
+			cur, err := getCell(txn, k)
+			if err != nil {
+				return err
+			}
+			if cur == nil {
+				cur = &storedCell{Stats: wire.Stats{Bounds: d.Bounds, Counts: make([]uint64, len(d.Counts))}}
+			}
+			if err := cur.Merge(&d.Stats); err != nil {
+				return fmt.Errorf("device cell %d: %w", i, err)
+			}
+			v, err := json.Marshal(cur.Stats)
 			if err != nil {
 				return err
 			}

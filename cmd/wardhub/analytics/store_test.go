@@ -350,3 +350,38 @@ func FuzzIngest(f *testing.F) {
 		_ = dup
 	})
 }
+
+func TestDeviceRows(t *testing.T) {
+	s, _ := openStore(t)
+	c := cell(hour, "M1", "1.0", 1, 4, 6)
+	p := &wire.Payload{Format: wire.Format, Version: wire.Version, Site: site, Seq: 1, PeriodSeconds: 3600, MinCellDevices: 1,
+		Events: 2, Cells: []wire.Cell{c}, DeviceCells: []wire.DeviceCell{{Dims: c.Dims, Device: "00112233aabbccdd", Stats: c.Stats}}}
+	body, err := wire.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ingest(context.Background(), site, wire.Key(site, 1), body); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.DeviceRows(context.Background(), Query{Model: "M1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Device != "00112233aabbccdd" || rows[0].Site != site || rows[0].Sum != 10 {
+		t.Fatalf("device rows: got %+v, want one row for the pseudonym with sum 10", rows)
+	}
+	if rows, _ := s.DeviceRows(context.Background(), Query{Model: "M2"}); len(rows) != 0 {
+		t.Fatalf("device rows for another model: got %d, want 0", len(rows))
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/v1/analytics/devices?format=csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "00112233aabbccdd") {
+		t.Fatalf("GET devices: got %d %q, want the device row", resp.StatusCode, b)
+	}
+}
