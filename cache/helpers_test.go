@@ -6,14 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -565,6 +563,33 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 	return p
 }
 
-var _ = path.Base
-var _ = fmt.Sprint
-var _ = strconv.Itoa
+type (
+	ed25519Key  = ed25519.PrivateKey
+	blobOptions = blob.Options
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// counterValue sums the samples of the metric family name in reg.
+func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			}
+		}
+	}
+	return total
+}
