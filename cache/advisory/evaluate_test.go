@@ -26,8 +26,8 @@ func TestEvaluateLog4ShellBoundaries(t *testing.T) {
 		{"2.0-beta9", StatusAffected, "2.3.1"}, // first 2.x release, inside [0, 2.3.1)
 		{"2.0", StatusAffected, "2.3.1"},
 		{"2.3", StatusAffected, "2.3.1"},
-		{"2.3.1", StatusFixed, "2.3.1"},  // fixed is exclusive
-		{"2.3.2", StatusFixed, "2.3.1"},  // past the first fix, below 2.4
+		{"2.3.1", StatusFixed, "2.3.1"},   // fixed is exclusive
+		{"2.3.2", StatusFixed, "2.3.1"},   // past the first fix, below 2.4
 		{"2.4", StatusAffected, "2.12.2"}, // introduced is inclusive
 		{"2.4.0", StatusAffected, "2.12.2"},
 		{"2.4.1", StatusAffected, "2.12.2"},
