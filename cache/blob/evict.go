@@ -95,7 +95,8 @@ func (s *Store) makeRoomLocked(need int64) ([]victim, error) {
 	return victims, nil
 }
 
-// dropLocked forgets a blob in memory and returns it for removal.
+// dropLocked removes a blob from memory and returns it for removal from
+// disk and index.
 func (s *Store) dropLocked(sha string, kind EventKind, reason string) victim {
 	e := s.blobs[sha]
 	delete(s.blobs, sha)

@@ -13,7 +13,7 @@ import (
 	"sync"
 )
 
-// Digest is what the caller expects a blob to be, normally taken from
+// Digest is the expected length and hashes of a blob, normally taken from
 // verified TUF target metadata.
 type Digest struct {
 	// Length is the exact size in bytes.
@@ -80,18 +80,19 @@ type Fill struct {
 }
 
 // Begin starts a fill for d, or returns the fill already running for the
-// same SHA-256 (coalescing: the caller that created the fill is the only
-// producer; use BeginOrJoin to learn which caller that is). Errors:
-// ErrInvalid, ErrExists when the blob is already committed (Open it),
-// ErrDigestConflict, ErrNoSpace, ErrClosed.
+// same SHA-256, so that concurrent requests coalesce into one producer.
+// Only the caller that created the fill may produce it, and BeginOrJoin
+// reports which caller that is. Begin evicts least recently used blobs to
+// make room. Errors: ErrInvalid, ErrExists when the blob is already
+// committed (Open it), ErrDigestConflict, ErrNoSpace, ErrClosed.
 func (s *Store) Begin(d Digest) (*Fill, error) {
 	f, _, err := s.BeginOrJoin(d)
 	return f, err
 }
 
 // BeginOrJoin is Begin that also reports whether this call created the
-// fill and so must produce it (Write, Commit or Abort); other callers only
-// read from it.
+// fill. The creator must produce it with Write and end it with Commit or
+// Abort. Other callers only read from it.
 func (s *Store) BeginOrJoin(d Digest) (f *Fill, producer bool, err error) {
 	if err := d.validate(); err != nil {
 		return nil, false, fmt.Errorf("beginning fill: %w", err)
@@ -204,9 +205,9 @@ func (f *Fill) Err() error {
 // Only the producer may call it.
 func (f *Fill) Written() int64 { return f.pos }
 
-// Restart tells the fill that the producer starts again from byte zero,
-// for example because upstream ignored a Range request. Bytes already
-// written stay readable; new bytes are compared with them as they arrive.
+// Restart resets the producer to byte zero, for example because upstream
+// ignored a Range request. Bytes already written stay readable, and new
+// bytes are compared with them as they arrive.
 // Where they differ, the fill is cut back to the first differing byte and
 // readers that had already returned bytes past that point fail with
 // ErrRestarted.
@@ -340,6 +341,18 @@ func (f *Fill) Commit() error {
 		f.fail(err)
 		return fmt.Errorf("committing fill %s: %w", f.sha, err)
 	}
+	// Close waits for commits that got past this point.
+	s := f.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		f.fail(ErrClosed)
+		return fmt.Errorf("committing fill %s: %w", f.sha, ErrClosed)
+	}
+	s.commits.Add(1)
+	s.mu.Unlock()
+	defer s.commits.Done()
+
 	f.mu.Lock()
 	if f.state != stateWriting {
 		err := f.finishedErrLocked("committing fill")
@@ -433,7 +446,7 @@ func (f *Fill) releaseLocked() {
 	}
 }
 
-// endFill forgets a fill that failed.
+// endFill removes a failed fill from the store's running fills.
 func (s *Store) endFill(f *Fill) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

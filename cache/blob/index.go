@@ -24,8 +24,8 @@ const (
 	maxReasonLength = 256
 )
 
-// record is what the index keeps for one committed blob. The SHA-256 is
-// the key, not part of the value.
+// record is the index entry of one committed blob. The SHA-256 is the
+// key, not part of the value.
 type record struct {
 	Length     int64
 	SHA512     []byte // nil when the blob was committed without one

@@ -11,8 +11,8 @@ import (
 
 // Reader follows a fill: it returns bytes as soon as the producer has
 // written them and blocks for more until the fill's hashes have been
-// checked. It reports io.EOF only for a blob whose length and hashes
-// matched; if the fill fails it returns that error instead, so a server
+// checked. It returns io.EOF only for a blob whose length and hashes
+// matched. If the fill fails, it returns that error instead, so a server
 // streaming it must abort the response rather than end it cleanly.
 //
 // Read and Seek use the reader's own offset and are for one goroutine;

@@ -1,8 +1,9 @@
-// Package blob owns the gateway's content-addressed blob store: update
-// images and release files kept as files named by their SHA-256, the fills
-// that write them while any number of readers follow, the badger index of
-// what is stored, re-verification after an unclean shutdown, pins and
-// least-recently-used eviction under a size bound.
+// Package blob owns the gateway's content-addressed blob store. Update
+// images and release files are kept as files named by their SHA-256. The
+// package also owns the fills that write them while any number of readers
+// follow, the badger index of stored blobs, re-verification after an
+// unclean shutdown, pins, and least-recently-used eviction under a size
+// bound.
 //
 // A blob becomes visible (Has, Open) only after its length and every
 // expected hash match and the file is fsynced, renamed into place and its
@@ -105,7 +106,7 @@ type Event struct {
 	Kind   EventKind
 	SHA256 string
 	Length int64
-	// Reason says why, for removals, in words fit for an audit record.
+	// Reason is the cause of a removal, in words fit for an audit record.
 	Reason string
 }
 
@@ -147,7 +148,8 @@ type Store struct {
 	running    bool
 	closed     bool
 	stop       chan struct{}
-	wg         sync.WaitGroup
+	wg         sync.WaitGroup // Run
+	commits    sync.WaitGroup // commits past their hash check
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -223,9 +225,9 @@ func Open(dir string, db *badger.DB, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close aborts running fills, waits for Run to return, writes changed
-// access times and, when every blob has been verified, the clean-shutdown
-// marker. Files and readers already handed out stay usable. Close does not
+// Close aborts running fills, waits for commits already past their hash
+// check and for Run to return, and writes changed access times. When every
+// blob has been verified, it also writes the clean-shutdown marker. Files and readers already handed out stay usable. Close does not
 // close the badger DB. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -240,6 +242,7 @@ func (s *Store) Close() error {
 		for _, f := range fills {
 			f.Abort(ErrClosed)
 		}
+		s.commits.Wait()
 		s.wg.Wait()
 		var errs []error
 		if err := s.flushAccess(); err != nil {
