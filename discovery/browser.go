@@ -41,8 +41,9 @@ type BrowserOptions struct {
 	// Inventory receives the sightings. Required.
 	Inventory Observer
 	// QueryInterval is the time between queries on each interface, and so
-	// the length of one discovery cycle. The first queries after Run
-	// starts are sent at 0, 1 and 3 seconds. Default 60 seconds.
+	// the length of one discovery cycle. The cycles after Run starts are
+	// shorter: 2 seconds, then doubling up to QueryInterval. Default 60
+	// seconds.
 	QueryInterval time.Duration
 	// QueryWindow is how long each hashicorp/mdns query collects answers.
 	// It must be shorter than QueryInterval. Default 1 second.

@@ -41,8 +41,10 @@ type instanceState struct {
 	goodbyeAt time.Time
 	// lastQuery rate-limits queries for missing records.
 	lastQuery time.Time
-	// reported is the txtKey last reported as malformed.
-	reported string
+	// reported is the txtKey last reported as malformed, valid when
+	// wasReported.
+	reported    string
+	wasReported bool
 }
 
 // hostAddr is one cached address record of a host.
@@ -247,10 +249,10 @@ func (st *ifaceState) markUnidentified(in *instanceState, addr netip.Addr, now t
 	} else if in.infoErr != nil {
 		u.Problems = in.infoErr.Error()
 	}
-	if in.reported == in.txtKey {
+	if in.wasReported && in.reported == in.txtKey {
 		return false
 	}
-	in.reported = in.txtKey
+	in.reported, in.wasReported = in.txtKey, true
 	return true
 }
 

@@ -83,12 +83,12 @@ func applySighting(d *Device, exists bool, s Sighting) (changed bool, events []E
 		d.InClinicalUse, d.InMaintenance = info.InClinicalUse, info.InMaintenance
 		d.FirstSeen, d.State, d.StateSince = t, StateActive, t
 		events = append(events, newEvent(EventDiscovered, t, map[string]string{
-			"source": "mdns", "interface": s.Interface, "instance": s.Instance, "version": info.Version,
+			"source": "mdns", "path": s.Source, "interface": s.Interface, "instance": s.Instance, "version": info.Version,
 		}))
 	}
 	link, added := ensureLink(d, s.Interface, t)
 	if added && exists {
-		events = append(events, newEvent(EventInterfaceAdded, t, map[string]string{"interface": s.Interface, "source": "mdns"}))
+		events = append(events, newEvent(EventInterfaceAdded, t, map[string]string{"interface": s.Interface, "source": "mdns", "path": s.Source}))
 	}
 	if !link.Present || link.Instance != s.Instance {
 		link.Present, link.DepartedAt, link.Instance = true, time.Time{}, s.Instance
@@ -113,7 +113,7 @@ func applySighting(d *Device, exists bool, s Sighting) (changed bool, events []E
 		changed = true
 	}
 	if exists && d.State != StateActive {
-		events = append(events, newEvent(EventReturned, t, map[string]string{"from": string(d.State), "interface": s.Interface}))
+		events = append(events, newEvent(EventReturned, t, map[string]string{"from": string(d.State), "interface": s.Interface, "path": s.Source}))
 		d.State, d.StateSince = StateActive, t
 	}
 	if t.After(d.LastSeen) {

@@ -121,6 +121,16 @@ func (n netInterface) onLink(addr netip.Addr) bool {
 	if linkLocal4.Contains(addr) || addr.Is6() && addr.IsLinkLocalUnicast() {
 		return true
 	}
+	return n.inSubnet(addr)
+}
+
+// inSubnet reports whether addr is in one of the interface's subnets,
+// other than the link-local ones that every interface has.
+func (n netInterface) inSubnet(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	if addr.IsLinkLocalUnicast() {
+		return false
+	}
 	for _, p := range n.prefixes {
 		if p.Contains(addr) {
 			return true

@@ -15,11 +15,13 @@ import (
 
 // queryLoop runs the discovery cycles of one interface: each cycle sends
 // the browser's own query, runs one hashicorp/mdns query and expires the
-// cache. The first cycles start at 0, 1 and 3 seconds (RFC 6762 section
-// 5.2 has a querier start with short, growing intervals).
+// cache. RFC 6762 section 5.2 has a querier start with short intervals
+// that double, so the first cycles last 2, 4, 8 seconds and so on up to
+// QueryInterval. Two seconds, not one, because a responder multicasts a
+// record at most once a second and delays its answer by up to 120 ms.
 func (b *Browser) queryLoop(ctx context.Context, st *ifaceState) {
-	delays := []time.Duration{time.Second, 2 * time.Second}
-	for i := 0; ; i++ {
+	startup := 2 * time.Second
+	for {
 		start := time.Now()
 		if stats, ok := st.nextCycle(b.opts.Clock()); ok {
 			b.metrics.cycleDevices.WithLabelValues(st.n.name).Set(float64(stats.Devices))
@@ -35,10 +37,8 @@ func (b *Browser) queryLoop(ctx context.Context, st *ifaceState) {
 		st.expire(b.opts.Clock())
 		st.mu.Unlock()
 
-		wait := b.opts.QueryInterval
-		if i < len(delays) {
-			wait = min(wait, delays[i])
-		}
+		wait := min(startup, b.opts.QueryInterval)
+		startup *= 2
 		t := time.NewTimer(wait - time.Since(start))
 		select {
 		case <-ctx.Done():
@@ -101,10 +101,13 @@ func (b *Browser) handleLibraryEntry(st *ifaceState, e *mdns.ServiceEntry) {
 		return
 	}
 	// The library's multicast socket hears every interface, so a result
-	// belongs to this one only when its address is on this subnet.
+	// belongs to this one only when its address is in one of this
+	// interface's subnets. A link-local address exists on every link and
+	// proves nothing, so a result with only link-local addresses is left
+	// to the listener, which knows the arrival interface.
 	var addrs []netip.Addr
 	for _, ip := range [][]byte{e.AddrV4, e.AddrV6} {
-		if a, ok := netip.AddrFromSlice(ip); ok && st.n.onLink(a.Unmap()) {
+		if a, ok := netip.AddrFromSlice(ip); ok && st.n.inSubnet(a.Unmap()) {
 			addrs = append(addrs, a.Unmap())
 		}
 	}
