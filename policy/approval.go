@@ -31,7 +31,7 @@ type ApprovalRule struct {
 	SecurityFixesOnly bool
 }
 
-func (r *ApprovalRule) covers(rel Release, groups []string) bool {
+func (r *ApprovalRule) covers(rel *Release, groups []string) bool {
 	if r.SecurityFixesOnly && !rel.SecurityFix {
 		return false
 	}
@@ -54,7 +54,7 @@ func (r *ApprovalRule) covers(rel Release, groups []string) bool {
 
 // checkApproval appends the approval reason and reports whether r is
 // approved for a device in groups.
-func (e *Evaluator) checkApproval(rs *reasons, st *runtimeState, r Release, groups []string) bool {
+func (e *Evaluator) checkApproval(rs *reasons, st *runtimeState, r *Release, pr *preparedRelease, groups []string) bool {
 	if !e.cfg.RequireApproval && len(e.cfg.ApprovalRules) == 0 && st.approvalCount == 0 {
 		rs.pass(CodeApproved, "approved automatically: no approval rules or approvals are configured")
 		return true
@@ -79,15 +79,15 @@ func (e *Evaluator) checkApproval(rs *reasons, st *runtimeState, r Release, grou
 	}
 	for i := range e.cfg.ApprovalRules {
 		if rule := &e.cfg.ApprovalRules[i]; rule.covers(r, groups) {
-			rs.pass(CodeApproved, "approved automatically by rule "+quote(rule.Name))
+			rs.pass(CodeApproved, e.ruleMessages[i])
 			return true
 		}
 	}
-	msg := "not approved: release " + r.Target + " awaits approval"
+	group := ""
 	if len(groups) > 0 {
-		msg += " for group " + groups[0]
+		group = groups[0]
 	}
-	rs.block(CodeNotApproved, msg)
+	rs.block(CodeNotApproved, pr.message(msgNotApproved, group, ""))
 	return false
 }
 

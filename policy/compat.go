@@ -2,13 +2,12 @@ package policy
 
 import (
 	"slices"
-	"sort"
 	"strings"
 )
 
 // checkCompatibility appends the compatibility, version and prerequisite
 // reasons for d and r, and reports whether they all pass.
-func (e *Evaluator) checkCompatibility(rs *reasons, d Device, r Release) bool {
+func (e *Evaluator) checkCompatibility(rs *reasons, d *Device, r *Release, pr *preparedRelease) bool {
 	if missing := missingInventory(d, r); len(missing) > 0 {
 		rs.block(CodeInventoryIncomplete, "device inventory lacks "+strings.Join(missing, ", ")+": the device must report them before it can be updated")
 		return false
@@ -17,49 +16,48 @@ func (e *Evaluator) checkCompatibility(rs *reasons, d Device, r Release) bool {
 		rs.block(CodeReleaseInvalid, "release "+r.Target+" lists no supported models")
 		return false
 	}
-	rv, err := ParseVersion(r.Version)
-	if err != nil {
+	if pr.versionErr {
 		rs.block(CodeReleaseInvalid, "release "+r.Target+" has no version")
 		return false
 	}
 	ok := true
 	if !slices.Contains(r.Models, d.Model) {
-		rs.block(CodeModelUnsupported, "model "+d.Model+" is not supported by this release (supported: "+strings.Join(r.Models, ", ")+")")
+		rs.block(CodeModelUnsupported, pr.message(msgModel, d.Model, ""))
 		ok = false
 	}
 	if len(r.HardwareRevisions) > 0 && !slices.Contains(r.HardwareRevisions, d.HardwareRevision) {
-		rs.block(CodeHardwareUnsupported, "hardware revision "+d.HardwareRevision+" is not supported (supported: "+strings.Join(r.HardwareRevisions, ", ")+")")
+		rs.block(CodeHardwareUnsupported, pr.message(msgHardware, d.HardwareRevision, ""))
 		ok = false
 	}
 	dv, _ := ParseVersion(d.Version) // not empty: missingInventory checked it
-	switch c := dv.Compare(rv); {
+	switch c := dv.Compare(pr.version); {
 	case c == 0:
 		rs.block(CodeUpToDate, "version "+d.Version+" is already installed")
 		ok = false
 	case c > 0 && !r.AllowRollback:
-		rs.block(CodeDowngrade, "installed version "+d.Version+" is newer than "+r.Version+" and the release is not marked as an allowed rollback")
+		rs.block(CodeDowngrade, pr.message(msgDowngrade, d.Version, ""))
 		ok = false
 	case c > 0:
-		rs.pass(CodeRollback, "rollback from "+d.Version+" to "+r.Version+" is allowed by the release")
+		rs.pass(CodeRollback, pr.message(msgRollback, d.Version, ""))
 	default:
-		rs.pass(CodeUpgrade, "upgrade from "+d.Version+" to "+r.Version)
+		rs.pass(CodeUpgrade, pr.message(msgUpgrade, d.Version, ""))
 	}
-	if !e.checkPrerequisites(rs, d, r) {
+	if !checkPrerequisites(rs, d, r, pr) {
 		ok = false
 	}
 	if ok {
-		msg := "model " + d.Model
 		if d.HardwareRevision != "" {
-			msg += " hardware revision " + d.HardwareRevision
+			rs.pass(CodeCompatible, "model "+d.Model+" hardware revision "+d.HardwareRevision+" is supported")
+		} else {
+			rs.pass(CodeCompatible, "model "+d.Model+" is supported")
 		}
-		rs.pass(CodeCompatible, msg+" is supported")
 	}
 	return ok
 }
 
 // missingInventory lists the device fields that the evaluation of r needs
 // and that are empty.
-func missingInventory(d Device, r Release) []string {
+func missingInventory(d *Device, r *Release) []string {
 	var missing []string
 	add := func(name, value string) {
 		if strings.TrimSpace(value) == "" {
@@ -76,33 +74,23 @@ func missingInventory(d Device, r Release) []string {
 	return missing
 }
 
-func (e *Evaluator) checkPrerequisites(rs *reasons, d Device, r Release) bool {
-	if len(r.Requires) == 0 {
-		return true
-	}
-	names := make([]string, 0, len(r.Requires))
-	for name := range r.Requires {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+func checkPrerequisites(rs *reasons, d *Device, r *Release, pr *preparedRelease) bool {
 	ok := true
-	for _, name := range names {
-		expr := r.Requires[name]
-		c, err := e.constraint(expr)
-		if err != nil {
-			rs.block(CodeReleaseInvalid, "release "+r.Target+" has an invalid requirement for "+name+": "+err.Error())
+	for i := range pr.reqs {
+		req := &pr.reqs[i]
+		if req.err != nil {
+			rs.block(CodeReleaseInvalid, "release "+r.Target+" has an invalid requirement for "+req.name+": "+req.err.Error())
 			ok = false
 			continue
 		}
-		installed, found := d.Components[name]
+		installed, found := d.Components[req.name]
 		if !found || strings.TrimSpace(installed) == "" {
-			rs.block(CodePrerequisiteMissing, "component "+name+" "+expr+" is required but the device reports no "+name)
+			rs.block(CodePrerequisiteMissing, "component "+req.name+" "+req.expr+" is required but the device reports no "+req.name)
 			ok = false
 			continue
 		}
-		v, _ := ParseVersion(installed)
-		if !c.Check(v) {
-			rs.block(CodePrerequisiteUnmet, "component "+name+" "+installed+" is installed, the release requires "+expr)
+		if msg := pr.message(msgPrerequisite, req.name, installed); msg != "" {
+			rs.block(CodePrerequisiteUnmet, msg)
 			ok = false
 		}
 	}

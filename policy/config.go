@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -85,13 +86,14 @@ type Group struct {
 // compiledGroup is a Group with its specs parsed.
 type compiledGroup struct {
 	Group
+	index     int // position in Config.Groups
 	windows   []Window
 	blackouts []Blackout
 	devices   map[string]bool
 }
 
-func (g *compiledGroup) matches(d Device) bool {
-	if g.devices[d.Key()] {
+func (g *compiledGroup) matches(d *Device, key string) bool {
+	if len(g.devices) > 0 && g.devices[key] {
 		return true
 	}
 	if len(g.Devices) > 0 && len(g.VLANs)+len(g.Departments)+len(g.Models)+len(g.DeviceClasses) == 0 {
@@ -116,7 +118,7 @@ func compileConfig(cfg Config) ([]*compiledGroup, error) {
 			return nil, fmt.Errorf("group %q is defined twice: rename one", name)
 		}
 		seen[name] = true
-		cg := &compiledGroup{Group: g, devices: map[string]bool{}}
+		cg := &compiledGroup{Group: g, index: i, devices: map[string]bool{}}
 		cg.Name = name
 		for _, key := range g.Devices {
 			if m, s, ok := strings.Cut(key, "/"); !ok || m == "" || s == "" {
@@ -158,29 +160,28 @@ func compileConfig(cfg Config) ([]*compiledGroup, error) {
 	return groups, nil
 }
 
-// durationText formats d for hospital IT: "3d4h", "2h30m", "45m", "20s".
+// durationText formats d for hospital IT: "3d4h", "2h30m", "45m",
+// "20s". Days drop the minutes, because "in 6d11h" is precise enough.
 func durationText(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
 	d = d.Round(time.Second)
 	if d < time.Minute {
-		return fmt.Sprintf("%ds", int(d/time.Second))
+		return strconv.Itoa(int(d/time.Second)) + "s"
 	}
 	d = d.Round(time.Minute)
-	days, hours, mins := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
-	var b strings.Builder
+	days, hours, mins := int64(d/(24*time.Hour)), int64(d/time.Hour)%24, int64(d/time.Minute)%60
+	var buf [24]byte
+	b := buf[:0]
 	if days > 0 {
-		fmt.Fprintf(&b, "%dd", days)
+		b = append(strconv.AppendInt(b, days, 10), 'd')
 	}
 	if hours > 0 {
-		fmt.Fprintf(&b, "%dh", hours)
+		b = append(strconv.AppendInt(b, hours, 10), 'h')
 	}
 	if mins > 0 && days == 0 {
-		fmt.Fprintf(&b, "%dm", mins)
+		b = append(strconv.AppendInt(b, mins, 10), 'm')
 	}
-	if b.Len() == 0 {
-		return "0m"
-	}
-	return b.String()
+	return string(b)
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -103,39 +104,22 @@ func parseComparison(f string) ([]comparison, error) {
 
 // upperBound returns the exclusive bound of a tilde or caret range.
 func upperBound(v Version, op string) Version {
-	nums := make([]uint64, 3)
-	copy(nums, v.nums)
-	var bound []uint64
+	major, minor, patch := v.num(0), v.num(1), v.num(2)
+	var bound string
 	switch {
 	case op == "~":
-		bound = []uint64{nums[0], nums[1] + 1}
-	case nums[0] > 0:
-		bound = []uint64{nums[0] + 1}
-	case nums[1] > 0:
-		bound = []uint64{0, nums[1] + 1}
+		bound = strconv.FormatUint(major, 10) + "." + strconv.FormatUint(minor+1, 10) + ".0"
+	case major > 0:
+		bound = strconv.FormatUint(major+1, 10) + ".0.0"
+	case minor > 0:
+		bound = "0." + strconv.FormatUint(minor+1, 10) + ".0"
 	default:
-		bound = []uint64{0, 0, nums[2] + 1}
-	}
-	for len(bound) > 0 && bound[len(bound)-1] == 0 {
-		bound = bound[:len(bound)-1]
+		bound = "0.0." + strconv.FormatUint(patch+1, 10)
 	}
 	// The bound carries the lowest pre-release so that pre-releases of the
 	// next version ("2.0.0-rc.1") fall outside "^1.4".
-	return Version{raw: formatNums(bound) + "-0", valid: true, nums: bound, pre: []string{"0"}}
-}
-
-func formatNums(nums []uint64) string {
-	if len(nums) == 0 {
-		return "0"
-	}
-	var b strings.Builder
-	for i, n := range nums {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		fmt.Fprint(&b, n)
-	}
-	return b.String()
+	b, _ := ParseVersion(bound + "-0")
+	return b
 }
 
 // String returns the constraint as it was written.

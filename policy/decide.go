@@ -18,26 +18,29 @@ func (e *Evaluator) Decide(d Device, r Release) Decision {
 // DecideAt is Decide at the given time instead of the clock's, for
 // `wardgate explain --at`; the clock's Trusted still applies.
 func (e *Evaluator) DecideAt(d Device, r Release, now time.Time) Decision {
-	dec := Decision{Device: d.Key(), Target: r.Target, At: now}
+	key := d.Key()
+	dec := Decision{Device: key, Target: r.Target, At: now}
 	st := e.state.Load()
-	rs := reasons{blocks: make([]Reason, 0, 4), passes: make([]Reason, 0, 8)}
-
-	var groups []string
-	var matched []*compiledGroup
+	var rs reasons
+	// Fixed buffers keep group matching free of allocations.
+	var groupBuf [8]string
+	var matchedBuf [8]*compiledGroup
+	groups, matched := groupBuf[:0], matchedBuf[:0]
 	for _, g := range e.groups {
-		if g.matches(d) {
+		if g.matches(&d, key) {
 			groups = append(groups, g.Name)
 			matched = append(matched, g)
 		}
 	}
 
-	e.checkCompatibility(&rs, d, r)
+	pr := e.prepare(&r)
+	e.checkCompatibility(&rs, &d, &r, pr)
 	if len(e.cfg.AllowedChannels) > 0 && !slices.Contains(e.cfg.AllowedChannels, r.Channel) {
 		rs.block(CodeChannelNotAllowed, "channel "+nonEmpty(r.Channel, "(none)")+" is not allowed on this gateway (allowed: "+strings.Join(e.cfg.AllowedChannels, ", ")+")")
 	}
-	e.checkEntitlement(&rs, st, d, r, now)
-	e.checkApproval(&rs, st, r, groups)
-	e.checkRollout(&rs, st, d, r, groups)
+	e.checkEntitlement(&rs, st, &d, &r, pr, now)
+	e.checkApproval(&rs, st, &r, pr, groups)
+	e.checkRollout(&rs, st, key, &r, groups)
 	staging := !rs.blocked()
 
 	if d.InClinicalUse {
@@ -47,7 +50,7 @@ func (e *Evaluator) DecideAt(d Device, r Release, now time.Time) Decision {
 	if !trusted {
 		rs.block(CodeClockUntrusted, "the gateway clock is not trusted, so maintenance windows count as closed")
 	} else {
-		e.checkWindow(&rs, &dec, d, r, matched, now)
+		e.checkWindow(&rs, &dec, &d, &r, matched, now)
 	}
 
 	dec.Reasons = rs.ordered()
@@ -59,7 +62,7 @@ func (e *Evaluator) DecideAt(d Device, r Release, now time.Time) Decision {
 // checkEntitlement appends the entitlement reason. Entitlement is checked
 // whenever a document is loaded; without one, it is not checked unless
 // Config.EnforceEntitlements is set.
-func (e *Evaluator) checkEntitlement(rs *reasons, st *runtimeState, d Device, r Release, now time.Time) {
+func (e *Evaluator) checkEntitlement(rs *reasons, st *runtimeState, d *Device, r *Release, pr *preparedRelease, now time.Time) {
 	ents := st.entitlements
 	if ents == nil && !e.cfg.EnforceEntitlements {
 		rs.pass(CodeEntitlementsOff, "entitlement not checked: no entitlements document is loaded and enforcement is off")
@@ -77,11 +80,10 @@ func (e *Evaluator) checkEntitlement(rs *reasons, st *runtimeState, d Device, r 
 		rs.block(CodeInventoryIncomplete, "the gateway has no site id, so entitlements cannot be checked: complete enrolment")
 		return
 	}
-	rv, err := ParseVersion(r.Version)
-	if err != nil {
+	if pr.versionErr {
 		return // reported as release-invalid already
 	}
-	res := ents.check(d, r, rv, now)
+	res := ents.check(d, r, pr.version, now)
 	if res.entitled {
 		rs.pass(res.code, res.message)
 	} else {
@@ -91,12 +93,11 @@ func (e *Evaluator) checkEntitlement(rs *reasons, st *runtimeState, d Device, r 
 
 // checkRollout appends the reason from the rollout of r that applies to
 // d: one where d is a member, else the first whose group d is in.
-func (e *Evaluator) checkRollout(rs *reasons, st *runtimeState, d Device, r Release, groups []string) {
+func (e *Evaluator) checkRollout(rs *reasons, st *runtimeState, key string, r *Release, groups []string) {
 	list := st.rollouts[r.Target]
 	if len(list) == 0 {
 		return
 	}
-	key := d.Key()
 	var ro *Rollout
 	var dev RolloutDevice
 	member := false
@@ -150,25 +151,53 @@ func (e *Evaluator) checkRollout(rs *reasons, st *runtimeState, d Device, r Rele
 	}
 }
 
-// reasons collects blocking and passing reasons separately so that
-// blocking ones come first in the decision.
+// reasons collects the reasons of one decision in a fixed buffer, which
+// stays on the stack, so a decision allocates its reasons once, in
+// ordered.
 type reasons struct {
-	blocks []Reason
-	passes []Reason
+	buf      [12]Reason
+	n        int
+	overflow []Reason // beyond len(buf), rarely used
+	nblocks  int
 }
 
 func (rs *reasons) block(code, msg string) {
-	rs.blocks = append(rs.blocks, Reason{Code: code, Message: msg, Blocking: true})
+	rs.add(Reason{Code: code, Message: msg, Blocking: true})
 }
 
 func (rs *reasons) pass(code, msg string) {
-	rs.passes = append(rs.passes, Reason{Code: code, Message: msg})
+	rs.add(Reason{Code: code, Message: msg})
 }
 
-func (rs *reasons) blocked() bool { return len(rs.blocks) > 0 }
+func (rs *reasons) add(r Reason) {
+	if rs.n < len(rs.buf) {
+		rs.buf[rs.n] = r
+		rs.n++
+	} else {
+		rs.overflow = append(rs.overflow, r)
+	}
+	if r.Blocking {
+		rs.nblocks++
+	}
+}
 
+func (rs *reasons) blocked() bool { return rs.nblocks > 0 }
+
+// ordered returns the reasons with the blocking ones first, each group in
+// the order added.
 func (rs *reasons) ordered() []Reason {
-	out := make([]Reason, 0, len(rs.blocks)+len(rs.passes))
-	out = append(out, rs.blocks...)
-	return append(out, rs.passes...)
+	out := make([]Reason, 0, rs.n+len(rs.overflow))
+	for _, blocking := range [2]bool{true, false} {
+		for _, r := range rs.buf[:rs.n] {
+			if r.Blocking == blocking {
+				out = append(out, r)
+			}
+		}
+		for _, r := range rs.overflow {
+			if r.Blocking == blocking {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }

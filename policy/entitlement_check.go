@@ -28,7 +28,7 @@ const (
 )
 
 // check decides whether d may receive r at now under the document.
-func (e *Entitlements) check(d Device, r Release, rv Version, now time.Time) entitlementResult {
+func (e *Entitlements) check(d *Device, r *Release, rv Version, now time.Time) entitlementResult {
 	if !now.Before(e.doc.Expires) {
 		return entitlementResult{code: CodeEntitlementsInvalid,
 			message: "not entitled: the entitlements document (version " + itoa(e.doc.Version) + ") expired " + dateText(e.doc.Expires) + "; the gateway needs a fresh one from the manufacturer"}
@@ -74,7 +74,7 @@ func (e *Entitlements) check(d Device, r Release, rv Version, now time.Time) ent
 	return res
 }
 
-func (r *entitlementRule) stage(d Device, rel Release, rv Version, now time.Time) int {
+func (r *entitlementRule) stage(d *Device, rel *Release, rv Version, now time.Time) int {
 	switch {
 	case r.Site != "*" && r.Site != d.Site:
 		return failSite
@@ -98,14 +98,19 @@ func (r *entitlementRule) stage(d Device, rel Release, rv Version, now time.Time
 
 func (r *entitlementRule) grant(now time.Time) entitlementResult {
 	if !r.NotAfter.IsZero() && !now.Before(r.NotAfter) {
-		return entitlementResult{entitled: true, code: CodeEntitledGrace,
-			message: "entitled in grace period: contract " + r.ID + " ended " + dateText(r.NotAfter) + "; updates stop " + dateText(r.NotAfter.Add(r.grace)) + " unless it is renewed"}
+		return entitlementResult{entitled: true, code: CodeEntitledGrace, message: r.graceMsg}
 	}
-	msg := "entitled by contract " + r.ID
+	return entitlementResult{entitled: true, code: CodeEntitled, message: r.grantMsg}
+}
+
+// prepareMessages builds the messages for a granted entitlement once,
+// because every decision for an entitled device repeats them.
+func (r *entitlementRule) prepareMessages() {
+	r.grantMsg = "entitled by contract " + r.ID
 	if !r.NotAfter.IsZero() {
-		msg += " until " + dateText(r.NotAfter)
+		r.grantMsg += " until " + dateText(r.NotAfter)
+		r.graceMsg = "entitled in grace period: contract " + r.ID + " ended " + dateText(r.NotAfter) + "; updates stop " + dateText(r.NotAfter.Add(r.grace)) + " unless it is renewed"
 	}
-	return entitlementResult{entitled: true, code: CodeEntitled, message: msg}
 }
 
 // dateText formats t as a UTC date, with the time of day when it is not

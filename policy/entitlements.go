@@ -106,8 +106,9 @@ type Entitlements struct {
 
 type entitlementRule struct {
 	Entitlement
-	versions Constraint
-	grace    time.Duration
+	versions           Constraint
+	grace              time.Duration
+	grantMsg, graceMsg string
 }
 
 type entitlementsFile struct {
@@ -199,6 +200,7 @@ func (e *Entitlements) validate() error {
 			}
 			rule.grace = g
 		}
+		rule.prepareMessages()
 		e.rules = append(e.rules, rule)
 	}
 	return nil

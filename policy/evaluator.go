@@ -16,12 +16,19 @@ type Evaluator struct {
 	cfg    Config
 	clock  Clock
 	groups []*compiledGroup
+	// ruleMessages are the reasons for Config.ApprovalRules, by index.
+	ruleMessages []string
 
 	mu    sync.Mutex // serialises writers of state
 	state atomic.Pointer[runtimeState]
 
-	constraints sync.Map // constraint text -> constraintEntry
-	schedules   sync.Map // scheduleKey -> *Schedule
+	constraints     sync.Map     // constraint text -> constraintEntry
+	constraintCount atomic.Int64 // entries in constraints
+	// Schedules per combination of matched groups: byMask when there
+	// are at most 64 groups, schedules (by a string key) otherwise.
+	byMask    atomic.Pointer[map[uint64]*deviceSchedule]
+	schedules sync.Map
+	prepared  atomic.Pointer[map[string]*preparedRelease] // by target
 }
 
 // runtimeState is the replaceable part of the evaluator's input. It is
@@ -32,6 +39,8 @@ type runtimeState struct {
 	approvalCount int
 	rollouts      map[string][]*Rollout // by target
 }
+
+const maxCachedConstraints = 4096
 
 type constraintEntry struct {
 	c   Constraint
@@ -51,6 +60,9 @@ func NewEvaluator(cfg Config, clock Clock) (*Evaluator, error) {
 		clock = untrustedClock{}
 	}
 	e := &Evaluator{cfg: cfg, clock: clock, groups: groups}
+	for _, rule := range cfg.ApprovalRules {
+		e.ruleMessages = append(e.ruleMessages, "approved automatically by rule "+quote(rule.Name))
+	}
 	st := &runtimeState{}
 	if cfg.Entitlements != nil {
 		if err := e.verifyEntitlements(cfg.Entitlements, nil); err != nil {
@@ -158,7 +170,7 @@ func cloneRollouts(m map[string][]*Rollout) map[string][]*Rollout {
 func (e *Evaluator) GroupsOf(d Device) []string {
 	var names []string
 	for _, g := range e.groups {
-		if g.matches(d) {
+		if g.matches(&d, d.Key()) {
 			names = append(names, g.Name)
 		}
 	}
@@ -173,7 +185,12 @@ func (e *Evaluator) constraint(expr string) (Constraint, error) {
 		return ce.c, ce.err
 	}
 	c, err := ParseConstraint(expr)
-	e.constraints.Store(expr, constraintEntry{c, err})
+	// Release metadata is signed and finite, but bound the cache anyway.
+	if e.constraintCount.Load() < maxCachedConstraints {
+		if _, loaded := e.constraints.LoadOrStore(expr, constraintEntry{c, err}); !loaded {
+			e.constraintCount.Add(1)
+		}
+	}
 	return c, err
 }
 

@@ -80,7 +80,7 @@ func FuzzParseEntitlements(f *testing.F) {
 			return
 		}
 		_ = ents.Verify([]ed25519.PublicKey{pub}, false)
-		_ = ents.check(device, release, rv, fuzzNow)
+		_ = ents.check(&device, &release, rv, fuzzNow)
 		// A parsed document survives a re-encode and re-parse.
 		again, err := SignEntitlements(ents.Document(), priv)
 		if err != nil {

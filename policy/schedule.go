@@ -180,8 +180,8 @@ func (s *Schedule) Status(t time.Time) WindowStatus {
 func (s *Schedule) NextFit(t time.Time, d time.Duration) (p Period, ok bool) {
 	sec := t.Unix()
 	need := int64((d + time.Second - 1) / time.Second)
+	ps, complete := s.piecesAt(sec)
 	for {
-		ps, complete := s.piecesAt(sec)
 		for _, pc := range ps {
 			if pc.end <= sec {
 				continue
@@ -197,10 +197,13 @@ func (s *Schedule) NextFit(t time.Time, d time.Duration) (p Period, ok bool) {
 			return Period{}, false
 		}
 		next := ps[len(ps)-1].end
-		if next-t.Unix() > searchHorizon {
+		if next-sec > searchHorizon {
 			return Period{}, false
 		}
-		sec = next
+		// Search on without replacing the cache, which serves the
+		// periods around t to other callers.
+		c := s.compute(next)
+		ps, complete = c.pieces, c.complete
 	}
 }
 

@@ -18,9 +18,11 @@ import (
 // the fallback described at CompareVersions.
 type Version struct {
 	raw   string
-	valid bool     // the string parsed as a (lenient) semantic version
-	nums  []uint64 // numeric components, trailing zeros trimmed
-	pre   []string // pre-release identifiers
+	valid bool      // the string parsed as a (lenient) semantic version
+	n     int       // numeric components, trailing zeros trimmed
+	head  [4]uint64 // the first four numeric components
+	tail  []uint64  // components after the fourth, rarely present
+	pre   string    // pre-release identifiers, "" for none
 }
 
 // ParseVersion parses s. It returns an error only for an empty string;
@@ -31,8 +33,9 @@ func ParseVersion(s string) (Version, error) {
 		return Version{}, fmt.Errorf("parsing version: empty string: report a version such as 3.2.0")
 	}
 	v := Version{raw: s}
-	if nums, pre, ok := parseSemver(s); ok {
-		v.valid, v.nums, v.pre = true, nums, pre
+	v.valid = v.parseSemver(s)
+	if !v.valid {
+		v.n, v.head, v.tail, v.pre = 0, [4]uint64{}, nil, ""
 	}
 	return v, nil
 }
@@ -44,47 +47,63 @@ func (v Version) String() string { return v.raw }
 // text.
 func (v Version) Semantic() bool { return v.valid }
 
-// parseSemver parses a lenient semantic version; ok is false for text
-// that is not one.
-func parseSemver(s string) (nums []uint64, pre []string, ok bool) {
+func (v *Version) num(i int) uint64 {
+	switch {
+	case i >= v.n:
+		return 0
+	case i < len(v.head):
+		return v.head[i]
+	}
+	return v.tail[i-len(v.head)]
+}
+
+// parseSemver fills v from a lenient semantic version and reports
+// whether s is one. It allocates only for more than four components.
+func (v *Version) parseSemver(s string) bool {
 	if s[0] == 'v' || s[0] == 'V' {
 		s = s[1:]
 	}
 	if i := strings.IndexByte(s, '+'); i >= 0 {
-		build := s[i+1:]
-		if !validIdentifiers(build, false) {
-			return nil, nil, false
+		if !validIdentifiers(s[i+1:], false) {
+			return false
 		}
 		s = s[:i]
 	}
-	var preStr string
 	if i := strings.IndexByte(s, '-'); i >= 0 {
-		preStr = s[i+1:]
-		if !validIdentifiers(preStr, true) {
-			return nil, nil, false
+		if !validIdentifiers(s[i+1:], true) {
+			return false
 		}
+		v.pre = s[i+1:]
 		s = s[:i]
 	}
 	if s == "" {
-		return nil, nil, false
+		return false
 	}
+	count := 0
 	for part := range strings.SplitSeq(s, ".") {
 		if part == "" || len(part) > 19 {
-			return nil, nil, false
+			return false
 		}
 		n, err := strconv.ParseUint(part, 10, 64)
 		if err != nil {
-			return nil, nil, false
+			return false
 		}
-		nums = append(nums, n)
+		if count < len(v.head) {
+			v.head[count] = n
+		} else {
+			v.tail = append(v.tail, n)
+		}
+		count++
+		if n != 0 {
+			v.n = count
+		}
 	}
-	for len(nums) > 0 && nums[len(nums)-1] == 0 {
-		nums = nums[:len(nums)-1]
+	if v.n <= len(v.head) {
+		v.tail = nil
+	} else {
+		v.tail = v.tail[:v.n-len(v.head)]
 	}
-	if preStr != "" {
-		pre = strings.Split(preStr, ".")
-	}
-	return nums, pre, true
+	return true
 }
 
 // validIdentifiers checks dot-separated identifiers of [0-9A-Za-z-]; for
@@ -121,19 +140,9 @@ func (v Version) Compare(w Version) int {
 	if !v.valid || !w.valid {
 		return compareNatural(trimV(v.raw), trimV(w.raw))
 	}
-	for i := 0; i < len(v.nums) || i < len(w.nums); i++ {
-		var a, b uint64
-		if i < len(v.nums) {
-			a = v.nums[i]
-		}
-		if i < len(w.nums) {
-			b = w.nums[i]
-		}
-		if a != b {
-			if a < b {
-				return -1
-			}
-			return 1
+	for i := 0; i < v.n || i < w.n; i++ {
+		if a, b := v.num(i), w.num(i); a != b {
+			return cmpInt(a, b)
 		}
 	}
 	return comparePre(v.pre, w.pre)
@@ -143,17 +152,19 @@ func (v Version) Compare(w Version) int {
 // no pre-release sorts after any pre-release, numeric identifiers compare
 // as numbers and sort before alphanumeric ones, and a shorter list sorts
 // first when all shared identifiers are equal.
-func comparePre(a, b []string) int {
+func comparePre(a, b string) int {
 	switch {
-	case len(a) == 0 && len(b) == 0:
+	case a == b:
 		return 0
-	case len(a) == 0:
+	case a == "":
 		return 1
-	case len(b) == 0:
+	case b == "":
 		return -1
 	}
-	for i := 0; i < len(a) && i < len(b); i++ {
-		x, y := a[i], b[i]
+	for a != "" && b != "" {
+		var x, y string
+		x, a, _ = strings.Cut(a, ".")
+		y, b, _ = strings.Cut(b, ".")
 		xn, xerr := strconv.ParseUint(x, 10, 64)
 		yn, yerr := strconv.ParseUint(y, 10, 64)
 		switch {
