@@ -131,7 +131,25 @@ type gatewayProc struct {
 	cmd    *exec.Cmd
 	exited chan error
 	addr   atomic.Pointer[string]
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newGatewayProc(t *testing.T, dir, hubURL string, env ...string) *gatewayProc {
@@ -162,7 +180,7 @@ func (g *gatewayProc) tryStart() error {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "TG_DIR="+g.dir, "TG_HUB="+g.hubURL, "TG_ADDRFILE="+addrFile)
 	cmd.Env = append(cmd.Env, g.env...)
-	g.stderr = &bytes.Buffer{}
+	g.stderr = &syncBuffer{}
 	cmd.Stderr = g.stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting gateway process: %w", err)
