@@ -458,7 +458,7 @@ func TestServeContentFromFill(t *testing.T) {
 	mustEqual(t, "range body", rec.Body.Bytes(), b[150_000:250_000])
 }
 
-func TestOpenedFileServesWithSendfileType(t *testing.T) {
+func TestOpenFileSupportsSendfile(t *testing.T) {
 	env := newEnv(t, Options{})
 	b := content(11, 70_000)
 	d := fillWith(t, env.store, b)
