@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -340,4 +341,94 @@ func TestBrowserSilentDeviceGoesStaleThenRetired(t *testing.T) {
 	if got, want := kinds(events), []string{EventDiscovered, EventStale, EventRetired}; !slices.Equal(got, want) {
 		t.Errorf("history %v, want %v", got, want)
 	}
+}
+
+// slowObserver delays every batch, as an inventory on a slow disk would.
+type slowObserver struct {
+	inner Observer
+	delay time.Duration
+}
+
+func (s slowObserver) ObserveBatch(ctx context.Context, batch []Sighting) ([]Event, error) {
+	time.Sleep(s.delay)
+	return s.inner.ObserveBatch(ctx, batch)
+}
+
+func TestBrowserFinds200DevicesEveryCycleWithSlowWriter(t *testing.T) {
+	vlans := newVLANs(t, 3)
+	const total = 200
+	perVLAN := map[string]int{}
+	for i := range total {
+		v := vlans[i%len(vlans)]
+		// Several announcers per VLAN, so answers arrive both as many
+		// packets and as packets that carry several devices each.
+		a := announcerFor(t, v, i/len(vlans)%4)
+		if err := a.Announce(testDevice(v, i/len(vlans), fmt.Sprintf("bulk-%03d", i))); err != nil {
+			t.Fatalf("Announce: %v", err)
+		}
+		perVLAN[v.gwIf]++
+	}
+
+	const wantCycles = 3
+	var mu sync.Mutex
+	cycles := map[string][]CycleStats{}
+	done := make(chan struct{})
+	h := startBrowser(t, vlans, nil, func(o *BrowserOptions, inv *Inventory) {
+		// Writing 200 sightings takes 10 batches of 20 at 300 ms each, so
+		// the writer is always behind the 2-second cycles.
+		o.Inventory = slowObserver{inner: inv, delay: 300 * time.Millisecond}
+		o.BatchSize = 20
+		o.QueryInterval = 2 * time.Second
+		o.OnCycle = func(s CycleStats) {
+			mu.Lock()
+			defer mu.Unlock()
+			cycles[s.Interface] = append(cycles[s.Interface], s)
+			complete := 0
+			for _, c := range cycles {
+				if len(c) >= wantCycles {
+					complete++
+				}
+			}
+			if complete == len(vlans) && done != nil {
+				close(done)
+				done = nil
+			}
+		}
+	})
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fewer than %d cycles completed on every VLAN in 30s", wantCycles)
+	}
+	mu.Lock()
+	for iface, cs := range cycles {
+		for _, c := range cs[:wantCycles] {
+			if c.Devices != perVLAN[iface] {
+				t.Errorf("%s cycle %d heard %d devices, want %d", iface, c.Cycle, c.Devices, perVLAN[iface])
+			}
+		}
+	}
+	mu.Unlock()
+	devices := h.waitDevices(t, total, 30*time.Second)
+	if len(devices) != total {
+		t.Errorf("inventory has %d devices, want %d", len(devices), total)
+	}
+	if got := h.metricSum(t, "wardgate_discovery_dropped_sightings_total"); got != 0 {
+		t.Errorf("dropped sightings = %v, want 0", got)
+	}
+}
+
+var announcers sync.Map
+
+// announcerFor returns the n-th device announcer on v, creating it on
+// first use.
+func announcerFor(t testing.TB, v *vlan, n int) *DeviceAnnouncer {
+	key := fmt.Sprintf("%s/%d", v.devNS, n)
+	if a, ok := announcers.Load(key); ok {
+		return a.(*DeviceAnnouncer)
+	}
+	a := newDeviceAnnouncer(t, v)
+	announcers.Store(key, a)
+	t.Cleanup(func() { announcers.Delete(key) })
+	return a
 }

@@ -26,7 +26,7 @@ func TestParseTXTRules(t *testing.T) {
 		{"empty string ignored", []string{"", "mf=A"}, TXTAttributes{"mf": {"A", true}}, false},
 		{"key with control byte rejected", []string{"m\x01f=A", "sn=1"}, TXTAttributes{"sn": {"1", true}}, true},
 		{"oversized string rejected", []string{"mf=" + strings.Repeat("a", 300)}, TXTAttributes{}, true},
-		{"oversized record rejected", repeatStrings("k=" + strings.Repeat("v", 200), 7), TXTAttributes{"k": {strings.Repeat("v", 200), true}}, true},
+		{"oversized record rejected", repeatStrings("k="+strings.Repeat("v", 200), 7), TXTAttributes{"k": {strings.Repeat("v", 200), true}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
