@@ -163,6 +163,13 @@ func (ds *deviceSchedule) evaluate(duration time.Duration, now time.Time) *windo
 	} else if st.HasNext {
 		res.until = min(res.until, st.Next.Start.Unix())
 	}
+	// A blackout that starts later changes the reason even while the
+	// window stays closed.
+	for i := range s.blackouts {
+		if b := &s.blackouts[i]; b.start > sec {
+			res.until = min(res.until, b.start)
+		}
+	}
 	groupText := ""
 	if wg != nil {
 		groupText = " (group " + wg.Name + ")"
