@@ -193,7 +193,8 @@ func combine(r *release, osv map[int32]ComponentFinding, whole vexHit, parts map
 	}
 	f := rf.components[best]
 	rf.status, rf.justification, rf.detail, rf.source = f.Status, f.Justification, f.Detail, f.Source
-	if f.Name != "" && f.Source != "" && !strings.HasPrefix(rf.detail, f.Name) {
+	if f.Name != "" && strings.HasPrefix(f.Source, "osv:") {
+		// The OSV reason speaks of a version; name the component it is of.
 		rf.detail = fmt.Sprintf("%s %s: %s", f.Name, f.Version, f.Detail)
 	}
 	return rf
