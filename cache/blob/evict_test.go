@@ -217,7 +217,7 @@ func TestAccessTimesSurviveReopen(t *testing.T) {
 	s := env.store
 	fillWith(t, s, content(600, size))
 	if s.Has(shas[1]) || !s.Has(shas[0]) || !s.Has(shas[2]) {
-		t.Fatalf("after reopen and one eviction: have %v %v %v, want true false true", s.Has(shas[0]), s.Has(shas[1]), s.Has(shas[2]))
+		t.Fatalf("Has of blobs 0, 1, 2 after reopen and one eviction: got %v %v %v, want true false true", s.Has(shas[0]), s.Has(shas[1]), s.Has(shas[2]))
 	}
 }
 

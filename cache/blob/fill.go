@@ -207,10 +207,9 @@ func (f *Fill) Written() int64 { return f.pos }
 
 // Restart resets the producer to byte zero, for example because upstream
 // ignored a Range request. Bytes already written stay readable, and new
-// bytes are compared with them as they arrive.
-// Where they differ, the fill is cut back to the first differing byte and
-// readers that had already returned bytes past that point fail with
-// ErrRestarted.
+// bytes are compared with them as they arrive. Where they differ, the fill
+// is cut back to the first differing byte, and readers that had already
+// returned bytes past that point fail with ErrRestarted.
 func (f *Fill) Restart() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -282,8 +281,8 @@ func (f *Fill) hashBytes(p []byte) {
 
 // compare returns how many leading bytes of p equal the file at f.pos.
 func (f *Fill) compare(file *os.File, p []byte) (int, error) {
-	if cap(f.scratch) < len(p) {
-		f.scratch = make([]byte, min(len(p), 1<<20))
+	if want := min(len(p), 1<<20); cap(f.scratch) < want {
+		f.scratch = make([]byte, want)
 	}
 	same := 0
 	for same < len(p) {

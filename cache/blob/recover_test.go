@@ -114,6 +114,9 @@ func TestUncleanShutdownReverifies(t *testing.T) {
 	if got := metricValue(t, reg, "wardgate_blob_unverified_blobs"); got != 2 {
 		t.Fatalf("unverified gauge: got %v, want 2", got)
 	}
+	// Pending verification does not hold up blobs filled meanwhile.
+	fresh := content(29, 3000)
+	mustEqual(t, "blob filled before verification ran", readBlob(t, s, fillWith(t, s, fresh).Hex()), fresh)
 	runUntilReady(t, s)
 	mustEqual(t, "good blob after verification", readBlob(t, s, goodD.Hex()), good)
 	if _, _, err := s.Open(badD.Hex()); !errors.Is(err, ErrNotFound) {
