@@ -9,7 +9,7 @@ import (
 type Approval struct {
 	// Target is the release's TUF target path.
 	Target string `json:"target"`
-	// Group is the group the approval covers; "" covers every device.
+	// Group is the group the approval covers, or "" for every device.
 	Group string `json:"group,omitempty"`
 	// By and At record who approved and when, for reasons and audit.
 	By string    `json:"by,omitempty"`
@@ -21,11 +21,11 @@ type Approval struct {
 type ApprovalRule struct {
 	// Name identifies the rule in reasons.
 	Name string
-	// Groups limits the rule to devices in these groups; empty means
-	// every device.
+	// Groups limits the rule to devices in these groups, or to every
+	// device when empty.
 	Groups []string
-	// Products and Channels limit the rule to these releases; empty
-	// means any.
+	// Products and Channels limit the rule to these releases, or to any
+	// release when empty.
 	Products, Channels []string
 	// SecurityFixesOnly limits the rule to releases marked SecurityFix.
 	SecurityFixesOnly bool

@@ -2,8 +2,8 @@ package policy
 
 import "time"
 
-// FixedClock is a Clock that always returns T; tests and `wardgate
-// explain --at` use it.
+// FixedClock is a Clock that always returns T, for tests and for
+// `wardgate explain --at`.
 type FixedClock struct {
 	T         time.Time
 	Untrusted bool

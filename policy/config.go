@@ -12,11 +12,11 @@ import (
 // Config is the hospital's policy configuration. The zero value is usable
 // and gives the defaults described in the package documentation.
 type Config struct {
-	// Groups are matched against each device in order; see Group.
+	// Groups are matched against each device in order, as Group describes.
 	Groups []Group
 
 	// AllowedChannels lists the release channels that may be offered,
-	// such as "stable"; empty allows every channel.
+	// such as "stable". Empty allows every channel.
 	AllowedChannels []string
 
 	// DownloadOnlyInWindow restricts downloads to the times an install
@@ -25,7 +25,7 @@ type Config struct {
 	DownloadOnlyInWindow bool
 
 	// MaintenanceModeBypassesWindows lets a device that reports
-	// InMaintenance install outside its windows; blackouts, clinical use
+	// InMaintenance install outside its windows. Blackouts, clinical use
 	// and an untrusted clock still block.
 	MaintenanceModeBypassesWindows bool
 
@@ -33,8 +33,8 @@ type Config struct {
 	// fix while no entitlements document is loaded. A loaded document is
 	// always enforced, whatever this says.
 	EnforceEntitlements bool
-	// Entitlements is the document in force at start; see
-	// Evaluator.SetEntitlements to replace it.
+	// Entitlements is the document in force at start.
+	// Evaluator.SetEntitlements replaces it.
 	Entitlements *Entitlements
 	// EntitlementKeys are the manufacturer's ed25519 public keys for
 	// entitlement documents. A document that carries signatures must be
@@ -51,11 +51,11 @@ type Config struct {
 	RequireApproval bool
 	// ApprovalRules approve matching releases automatically.
 	ApprovalRules []ApprovalRule
-	// Approvals are the explicit approvals in force at start; see
-	// Evaluator.SetApprovals to replace them.
+	// Approvals are the explicit approvals in force at start.
+	// Evaluator.SetApprovals replaces them.
 	Approvals []Approval
 
-	// Rollout is the plan for new rollouts; see Plan for its defaults.
+	// Rollout is the plan for new rollouts, with the defaults Plan describes.
 	Rollout Plan
 }
 

@@ -8,12 +8,12 @@ import (
 
 // Constraint is a parsed version constraint such as ">=2.1.0, <3".
 //
-// Syntax: one or more alternatives separated by "||"; each alternative is
+// Syntax: one or more alternatives separated by "||". Each alternative is
 // one or more comparisons separated by commas or spaces, all of which must
 // hold. A comparison is an operator followed by a version: "=" or "==",
 // "!=", ">", ">=", "<", "<=", "~" (same major and minor, at least the
 // given version: "~1.4.2" is ">=1.4.2, <1.5") or "^" (same major, at least
-// the given version: "^1.4.2" is ">=1.4.2, <2"; "^0.4.2" is ">=0.4.2,
+// the given version: "^1.4.2" is ">=1.4.2, <2" and "^0.4.2" is ">=0.4.2,
 // <0.5"). A bare version means "=". "*" alone matches every version.
 // Comparisons use the order of CompareVersions, so a pre-release of 3.0.0
 // satisfies "<3".

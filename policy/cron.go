@@ -17,7 +17,7 @@ type cronSchedule struct {
 	dow          uint64 // bits 0-6, Sunday is 0
 	// domStar and dowStar record a field written starting with "*". As in
 	// Vixie cron, when both day fields are restricted a day matches if
-	// either matches; otherwise both must match.
+	// either matches, and otherwise both must match.
 	domStar, dowStar bool
 }
 

@@ -16,7 +16,7 @@ func (e *Evaluator) Decide(d Device, r Release) Decision {
 }
 
 // DecideAt is Decide at the given time instead of the clock's, for
-// `wardgate explain --at`; the clock's Trusted still applies.
+// `wardgate explain --at`. The clock's Trusted still applies.
 func (e *Evaluator) DecideAt(d Device, r Release, now time.Time) Decision {
 	key := d.Key()
 	dec := Decision{Device: key, Target: r.Target, At: now}
@@ -60,7 +60,7 @@ func (e *Evaluator) DecideAt(d Device, r Release, now time.Time) Decision {
 }
 
 // checkEntitlement appends the entitlement reason. Entitlement is checked
-// whenever a document is loaded; without one, it is not checked unless
+// whenever a document is loaded. Without one, it is not checked unless
 // Config.EnforceEntitlements is set.
 func (e *Evaluator) checkEntitlement(rs *reasons, st *runtimeState, d *Device, r *Release, pr *preparedRelease, now time.Time) {
 	ents := st.entitlements

@@ -263,3 +263,16 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleOfDevice(t *testing.T) {
+	e := newTestEvaluator(t, icuConfig(), mustTimeNoT("2026-03-10T14:00:00Z"))
+	s, group := e.ScheduleOf(baseDevice())
+	if group != "icu" || len(s.Windows()) != 1 || len(s.Blackouts()) != 1 {
+		t.Fatalf("got group %q with %d windows and %d blackouts, want icu with 1 and 1", group, len(s.Windows()), len(s.Blackouts()))
+	}
+	d := baseDevice()
+	d.Department, d.DeviceClass = "OR", "monitor"
+	if _, group := e.ScheduleOf(d); group != "" {
+		t.Fatalf("got group %q for a device without windows, want none", group)
+	}
+}

@@ -22,7 +22,7 @@
 //     rule or any explicit approval switches to explicit approval, in
 //     which a release needs an approval or a rule that covers it.
 //   - Rollouts: a release without a rollout is offered to every eligible
-//     device at once; see Plan for the default waves and threshold.
+//     device at once. Plan describes the default waves and threshold.
 //   - Channels: every channel is allowed.
 //   - Downloads: a device may stage a download outside its windows, and
 //     while in clinical use, whenever the release is otherwise allowed
@@ -50,25 +50,25 @@
 // Versions are ordered by semantic versioning, leniently: a leading "v"
 // and any number of numeric components are accepted, and missing
 // components count as 0. Strings that are not versions in this sense are
-// ordered by a natural-order fallback; see CompareVersions. No version
+// ordered by a natural-order fallback that CompareVersions describes. No version
 // string makes a comparison fail.
 //
 // # Windows
 //
 // ParseWindow documents the spec forms (weekly, cron with a length, and
-// one-time) and the daylight-saving rules; ParseBlackout documents
+// one-time) and the daylight-saving rules, and ParseBlackout documents
 // blackouts. Cron fields follow Vixie cron: minute 0-59, hour 0-23, day
 // of month 1-31, month 1-12 or JAN-DEC, day of week 0-7 or SUN-SAT (0
-// and 7 are Sunday); "*", lists, ranges, steps ("*/15", "1-5/2") and the
+// and 7 are Sunday), with "*", lists, ranges, steps ("*/15", "1-5/2") and the
 // macros @yearly, @monthly, @weekly, @daily and @hourly. When both day
 // fields are restricted, a day matches if either does. Groups choose a
 // device's windows: see Group.
 //
 // # Entitlements
 //
-// The manufacturer publishes an entitlements document as a TUF target;
+// The manufacturer publishes an entitlements document as a TUF target,
 // EntitlementsDocument describes its JSON form and signature. TUF
-// verifies delivery and freshness; ParseEntitlements parses it, and
+// verifies delivery and freshness. ParseEntitlements parses it, and
 // Evaluator.SetEntitlements verifies its own ed25519 signatures against
 // Config.EntitlementKeys, rejects an expired document and one older than
 // the loaded one. A release marked SecurityFix is offered regardless of

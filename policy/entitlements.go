@@ -73,7 +73,7 @@ type Entitlement struct {
 	ID string `json:"id"`
 	// Site is the site id of the gateway, or "*" for every site.
 	Site string `json:"site"`
-	// Products lists the products covered; it may not be empty.
+	// Products lists the products covered, and may not be empty.
 	Products []string `json:"products"`
 	Models   []string `json:"models,omitempty"`
 	Channels []string `json:"channels,omitempty"`
@@ -81,7 +81,7 @@ type Entitlement struct {
 	// release version.
 	Versions string   `json:"versions,omitempty"`
 	Serials  []string `json:"serials,omitempty"`
-	// NotBefore and NotAfter bound the contract; zero means unbounded.
+	// NotBefore and NotAfter bound the contract, and zero means unbounded.
 	// NotAfter is exclusive.
 	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
@@ -338,7 +338,7 @@ func SignEntitlements(doc EntitlementsDocument, keys ...ed25519.PrivateKey) ([]b
 		return nil, fmt.Errorf("encoding entitlement signatures: %w", err)
 	}
 	// The file is assembled by hand so the signed bytes stay exactly as
-	// signed; re-encoding or indenting them would break the signatures.
+	// signed, because re-encoding or indenting them would break the signatures.
 	var out bytes.Buffer
 	out.WriteString("{\"signed\":")
 	out.Write(signed)

@@ -9,7 +9,7 @@ import (
 )
 
 // Evaluator decides, for a device and a release, whether the release may
-// be offered now. Its configuration is fixed at creation; entitlements,
+// be offered now. Its configuration is fixed at creation, but entitlements,
 // approvals and rollouts can be replaced while it runs. It is safe for
 // concurrent use.
 type Evaluator struct {
@@ -195,3 +195,21 @@ func (e *Evaluator) constraint(expr string) (Constraint, error) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ScheduleOf returns the schedule that governs d's installs, for the
+// console and `wardgate explain`, and the name of the group whose windows
+// apply ("" when none of d's groups has windows).
+func (e *Evaluator) ScheduleOf(d Device) (*Schedule, string) {
+	key := d.Key()
+	var matched []*compiledGroup
+	for _, g := range e.groups {
+		if g.matches(&d, key) {
+			matched = append(matched, g)
+		}
+	}
+	ds := e.scheduleFor(matched)
+	if ds.group == nil {
+		return ds.s, ""
+	}
+	return ds.s, ds.group.Name
+}

@@ -43,7 +43,7 @@ const (
 	msgNotApproved
 )
 
-// maxMessagesPerRelease bounds each release's message cache; past it,
+// maxMessagesPerRelease bounds each release's message cache. Past it,
 // messages are built per decision.
 const maxMessagesPerRelease = 1024
 
@@ -110,7 +110,7 @@ type preparedRequirement struct {
 	err        error
 }
 
-// maxPreparedReleases bounds the cache; a gateway caches far fewer
+// maxPreparedReleases bounds the cache, because a gateway caches far fewer
 // releases than this.
 const maxPreparedReleases = 4096
 

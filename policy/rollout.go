@@ -32,7 +32,7 @@ const (
 // DeviceState is a device's state within a rollout:
 //
 //	waiting    its wave is not open yet
-//	offered    its wave is open; the release is offered to it
+//	offered    its wave is open, so the release is offered to it
 //	installed  it reported a successful install but has not yet checked
 //	           in running the new version
 //	updated    it checked in running the new version (the only success)
@@ -100,7 +100,7 @@ type Rollout struct {
 	// Waves is the number of waves, fixed at the start.
 	Waves   int                      `json:"waves"`
 	Devices map[string]RolloutDevice `json:"devices"`
-	// FailureBaseline is the failure count at the last resume; the
+	// FailureBaseline is the failure count at the last resume, and the
 	// threshold counts failures beyond it.
 	FailureBaseline int       `json:"failure_baseline,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
@@ -179,7 +179,7 @@ func (r Rollout) count(s DeviceState) int {
 
 // Apply applies events in order and then evaluates the rollout once:
 // the failure threshold first, then wave progress. It returns the new
-// rollout and the transitions made, in order; it never modifies r.
+// rollout and the transitions made, in order. It never modifies r.
 func (r Rollout) Apply(events ...Event) (Rollout, []Transition) {
 	next := r
 	next.Devices = maps.Clone(r.Devices)

@@ -14,7 +14,7 @@ func (a *applier) deviceEvent(ev Event) {
 		return
 	}
 	if !member || d.State == DeviceRemoved {
-		return // a device outside the rollout; the gateway joins it first
+		return // a device outside the rollout, which the gateway joins first
 	}
 	if ev.Kind == EventRetry {
 		if d.State == DeviceFailed && !ev.At.Before(d.Since) {
@@ -66,7 +66,7 @@ func (a *applier) deviceEvent(ev Event) {
 }
 
 // join adds a device that joined the group. Before the start it waits
-// for wave assignment; afterwards it joins the final wave, so it is
+// for wave assignment. Afterwards it joins the final wave, so it is
 // offered the release once that wave is open.
 func (a *applier) join(ev Event, d RolloutDevice, member bool) {
 	r := a.r

@@ -8,21 +8,21 @@ import (
 )
 
 // Plan says how a rollout proceeds. The zero Plan is a canary wave of 10%
-// of the group (at least one device), then the rest; it halts at the
-// first failure; a device that does not check in on the new version
+// of the group (at least one device), then the rest. It halts at the
+// first failure, and a device that does not check in on the new version
 // within DefaultDeviceTimeout fails.
 type Plan struct {
 	// Waves are the sizes of the waves before the final one, which takes
 	// every device left. Empty means one canary wave of 10%.
 	Waves []WaveSize `json:"waves,omitempty"`
 	// FailureThreshold halts the rollout when this many devices have
-	// failed since it started or last resumed; 0 means 1.
+	// failed since it started or last resumed, and 0 means 1.
 	FailureThreshold int `json:"failure_threshold,omitempty"`
 	// FailurePercent, when set (1-100), also halts the rollout when at
 	// least this percentage of the devices offered so far have failed.
 	FailurePercent int `json:"failure_percent,omitempty"`
 	// DeviceTimeout is how long an offered device has to check in
-	// running the new version before it counts as failed; 0 means
+	// running the new version before it counts as failed, and 0 means
 	// DefaultDeviceTimeout.
 	DeviceTimeout time.Duration `json:"device_timeout,omitempty"`
 }

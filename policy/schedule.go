@@ -93,7 +93,7 @@ func (s *Schedule) Blackouts() []Blackout { return append([]Blackout(nil), s.bla
 // and end exclusive.
 type Period struct {
 	Start, End time.Time
-	// Window is the window whose occurrence starts the period; nil for
+	// Window is the window whose occurrence starts the period, or nil for
 	// a schedule without windows.
 	Window *Window
 	// Capped is true when the period may last beyond End: overlapping
@@ -115,7 +115,7 @@ type WindowStatus struct {
 	// Blackout is the blackout in effect at the instant, if any.
 	Blackout *Blackout
 	// Expired is true when the schedule never opens again and at least
-	// one of its windows is a one-time window that has passed; Last is
+	// one of its windows is a one-time window that has passed, and Last is
 	// the one that closed last.
 	Expired bool
 	Last    *Window

@@ -14,7 +14,7 @@ type Device struct {
 	Model, HardwareRevision string
 	// Version is the installed version of the device's main software.
 	Version string
-	// Components maps other installed components to their versions; it
+	// Components maps other installed components to their versions, and
 	// may be nil.
 	Components map[string]string
 	// VLAN, Department and DeviceClass select the device's groups.
@@ -39,13 +39,13 @@ type Release struct {
 	// Target is the TUF target path of the image, such as
 	// "infusion-pump/3.2.0/image.bin".
 	Target string
-	// Product, Version and Channel name the release; Version is ordered
+	// Product, Version and Channel name the release, and Version is ordered
 	// by CompareVersions.
 	Product, Version, Channel string
-	// Models lists the device models the image supports; a release with
+	// Models lists the device models the image supports, and a release with
 	// none is offered to no device.
 	Models []string
-	// HardwareRevisions lists the supported hardware revisions; empty
+	// HardwareRevisions lists the supported hardware revisions, and empty
 	// means every revision.
 	HardwareRevisions []string
 	// Requires maps a component name to a version constraint (see
@@ -59,7 +59,7 @@ type Release struct {
 	// SecurityFix marks a release that the manufacturer offers regardless
 	// of entitlement.
 	SecurityFix bool
-	// InstallDuration is the expected install time; an install starts
+	// InstallDuration is the expected install time, and an install starts
 	// only if it fits before the maintenance window closes.
 	InstallDuration time.Duration
 }
@@ -67,7 +67,7 @@ type Release struct {
 // Reason is one step of a decision.
 type Reason struct {
 	// Code is a stable machine name such as "model-unsupported",
-	// "up-to-date" or "window-closed"; the codes are listed at the
+	// "up-to-date" or "window-closed". The codes are listed at the
 	// Code... constants.
 	Code string
 	// Message is written for hospital IT, such as "hardware revision A
@@ -82,7 +82,7 @@ type Decision struct {
 	// Offer reports whether the install may be offered now.
 	Offer bool
 	// Download reports whether the device may download the image now.
-	// It is true whenever Offer is; outside a window it is true only when
+	// It is true whenever Offer is. Outside a window it is true only when
 	// the release may otherwise be offered and staged downloads are
 	// allowed (see Config.DownloadOnlyInWindow).
 	Download bool
@@ -96,7 +96,7 @@ type Decision struct {
 	// At is the clock reading the decision was made at.
 	At time.Time
 	// NextOpening is when the device's maintenance window opens next, if
-	// known and in the future; zero otherwise.
+	// known and in the future, and zero otherwise.
 	NextOpening time.Time
 	// ClosesAt is when the current window closes, if one is open.
 	ClosesAt time.Time
@@ -118,7 +118,7 @@ type Clock interface {
 	// Now returns the current time.
 	Now() time.Time
 	// Trusted reports whether Now may be relied on, for example because
-	// it is synchronised; while it is false every maintenance window
+	// it is synchronised. While it is false every maintenance window
 	// counts as closed.
 	Trusted() bool
 }

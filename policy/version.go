@@ -25,7 +25,7 @@ type Version struct {
 	pre   string    // pre-release identifiers, "" for none
 }
 
-// ParseVersion parses s. It returns an error only for an empty string;
+// ParseVersion parses s. It returns an error only for an empty string,
 // every other string yields a Version, either semantic or raw text.
 func ParseVersion(s string) (Version, error) {
 	s = strings.TrimSpace(s)
@@ -106,7 +106,7 @@ func (v *Version) parseSemver(s string) bool {
 	return true
 }
 
-// validIdentifiers checks dot-separated identifiers of [0-9A-Za-z-]; for
+// validIdentifiers checks dot-separated identifiers of [0-9A-Za-z-], and for
 // pre-release identifiers, numeric ones must not have leading zeros.
 func validIdentifiers(s string, pre bool) bool {
 	if s == "" {
@@ -263,7 +263,7 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // precedence decides. Otherwise both strings, minus a leading "v" before a
 // digit, are compared in natural order: runs of digits compare as numbers
 // and other runs byte-wise, so "R9" < "R10" and "1.2.3a" < "1.2.3b". The
-// fallback never fails; an empty string sorts before everything.
+// fallback never fails, and an empty string sorts before everything.
 func CompareVersions(a, b string) int {
 	va, erra := ParseVersion(a)
 	vb, errb := ParseVersion(b)

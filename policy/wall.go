@@ -5,7 +5,7 @@ import (
 )
 
 // Wall-clock arithmetic. A wall time is a local date and time of day
-// written as seconds since 1970-01-01 00:00 as if the zone were UTC; an
+// written as seconds since 1970-01-01 00:00 as if the zone were UTC, and an
 // instant is Unix seconds.
 
 const secondsPerDay = 86400
@@ -28,9 +28,9 @@ func offsetAt(t int64, loc *time.Location) int64 {
 
 // resolveWall maps a wall time in loc to an instant:
 //
-//   - a wall time that occurs once maps to that instant;
+//   - a wall time that occurs once maps to that instant.
 //   - a wall time that occurs twice, because the clock was set back,
-//     maps to its first (earlier) occurrence;
+//     maps to its first (earlier) occurrence.
 //   - a wall time that does not occur, because the clock was set
 //     forward, maps to the instant the clock jumped, which is the first
 //     instant after the skipped wall times.
@@ -54,7 +54,7 @@ func resolveWall(w int64, loc *time.Location) int64 {
 		return best
 	}
 	// The wall time falls in a gap. Read with the offset in force before
-	// the gap, it names an instant just after the jump; the zone period
+	// the gap, it names an instant just after the jump, and the zone period
 	// holding that instant starts at the jump.
 	start, _ := time.Unix(w-before, 0).In(loc).ZoneBounds()
 	if start.IsZero() {

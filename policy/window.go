@@ -15,18 +15,24 @@ const MaxWindowLength = 7 * 24 * time.Hour
 // when t lies in one of its occurrences, start inclusive and end
 // exclusive.
 //
-// Daylight-saving changes are resolved per occurrence, as follows:
+// Daylight-saving changes are resolved per occurrence, as follows, with
+// Europe/Berlin as the example (02:00-03:00 is skipped on the last Sunday
+// of March and repeated on the last Sunday of October):
 //
 //   - A start or end time that falls in a skipped hour moves to the
 //     instant the clock jumped forward. A window inside the skipped hour
-//     does not occur that day, and a window straddling it is shorter by
-//     the skipped part.
+//     does not occur that day ("Sun 02:15-02:45" next opens a week
+//     later), and a window straddling it is shorter by the skipped part
+//     ("Sun 01:30-02:30" lasts 30 minutes).
 //   - A start or end time that occurs twice, because the clock was set
 //     back, means its first occurrence, and no occurrence lasts longer
 //     than its wall-clock length. A window inside or around the repeated
-//     hour therefore opens once and is never longer than written: one
-//     that would end after the repeated hour closes after its written
-//     length.
+//     hour therefore opens once and is never longer than written: "Sun
+//     02:15-02:45" is open during the first pass only, and "Sun
+//     01:00-04:00" closes after 3 hours, at 03:00 by the set-back clock.
+//
+// Decisions evaluate windows at whole-second resolution, because every
+// window and blackout starts and ends on a whole second.
 type Window struct {
 	kind   windowKind
 	spec   string
@@ -69,7 +75,7 @@ func (w Window) Kind() string {
 // Location returns the window's time zone.
 func (w Window) Location() *time.Location { return w.loc }
 
-// Ends returns when a one-time window closes; ok is false for recurring
+// Ends returns when a one-time window closes. The result ok is false for recurring
 // windows and for a one-time window that does not occur at all.
 func (w Window) Ends() (end time.Time, ok bool) {
 	if w.kind != kindOnce || !w.onceExists {
@@ -90,16 +96,17 @@ func (w Window) Ends() (end time.Time, ok bool) {
 //	2026-03-14 02:00-06:00 Europe/Berlin     one time
 //	2026-03-14 22:00-2026-03-16 06:00 UTC    one time, spanning days
 //
-// Day names are English, three letters or full, in any case; day ranges
+// Day names are English, three letters or full, in any case, and day ranges
 // may wrap ("Fri-Mon"). Times are 24-hour HH:MM, and an end of "24:00"
 // means midnight at the end of the day. An end time at or before the
-// start time on a one-day form means the window crosses midnight; equal
+// start time on a one-day form means the window crosses midnight, equal
 // times mean 24 hours, and equal day and time on the spanning form mean
 // 7 days. Cron fields are minute, hour, day of month, month and day of
-// week, as in Vixie cron (see the cron notes at ParseWindow's cron form
-// in the package documentation); the length is a Go duration that may
-// also use "d" for 24-hour days, such as "1d12h". Every form ends with an
-// IANA time zone name or "UTC". No window may last longer than
+// week, as in Vixie cron (the package documentation lists the syntax).
+// The cron length is a Go duration that may also use "d" for 24-hour
+// days, such as "1d12h", and it is a wall-clock length like the weekly
+// forms, so the daylight-saving rules at Window apply. Every form ends
+// with an IANA time zone name or "UTC". No window may last longer than
 // MaxWindowLength.
 func ParseWindow(spec string) (Window, error) {
 	w, err := parseWindow(spec)
@@ -284,7 +291,7 @@ func (w *Window) parseDays(text string) error {
 	return nil
 }
 
-// parseClock parses HH:MM into seconds after midnight; "24:00" is
+// parseClock parses HH:MM into seconds after midnight, and "24:00" is
 // accepted only as an end time.
 func parseClock(s string, end bool) (int64, error) {
 	if len(s) != 5 || s[2] != ':' || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[3]) || !isDigit(s[4]) {

@@ -12,12 +12,12 @@ import (
 // duration.
 type deviceSchedule struct {
 	s       *Schedule
-	group   *compiledGroup // whose windows apply; nil when none has windows
+	group   *compiledGroup // whose windows apply, or nil when none has windows
 	results [256]atomic.Pointer[windowResult]
 }
 
 // windowResult is the window reason for one install duration. The state
-// it describes holds for every time in [from, until); only the relative
+// it describes holds for every time in [from, until), and only the relative
 // part of the message ("in 6d11h"), counted to relTo, changes within it.
 type windowResult struct {
 	duration    time.Duration
@@ -26,7 +26,7 @@ type windowResult struct {
 	nextOpening time.Time
 	closesAt    time.Time
 	// The message is prefix + durationText(relTo - now) + suffix when
-	// relTo is set; relText is the relative part in reason.Message.
+	// relTo is set, and relText is the relative part in reason.Message.
 	prefix, suffix string
 	relTo          time.Time
 	relText        string
