@@ -1,65 +1,112 @@
-// Package tunnel is the gateway's one upstream connection: a QUIC
-// connection to the hub with mutual TLS and HTTP/3 on top. Every upstream
-// request rides it, and the hub's notices arrive on a control stream that
-// the gateway opens. The tunnel redials with exponential backoff and full
-// jitter when the connection ends, and never holds more than one
-// connection open.
+// Package tunnel is the gateway's one upstream connection to the hub.
+// It owns the choice of transport (QUIC with HTTP/3, or HTTP/2 on TLS
+// over TCP, directly or through an HTTP CONNECT proxy, for networks that
+// block UDP), the liveness settings, redialling with capped full-jitter
+// backoff, periodic re-probing of QUIC while on TCP, the control stream
+// on which the hub pushes notices, retries of idempotent requests that a
+// lost connection interrupted, a priority-aware bandwidth cap, renewal of
+// the gateway certificate, the detection of hub refusals and of TLS
+// inspection, and the metrics and status that show all of it.
+//
+// The tunnel never holds more than one connection open: a new one is
+// dialled only after the previous one is closed, and a QUIC probe made
+// while on TCP stops its handshake before it becomes a connection.
 package tunnel
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 )
 
-// Liveness: a keep-alive every 3 s and a 10 s idle timeout notice a dead
-// hub or path within about 10 s.
+// Transport preferences.
 const (
-	keepAlivePeriod = 3 * time.Second
-	maxIdleTimeout  = 10 * time.Second
-	dialTimeout     = 10 * time.Second
-	// maxNoticeLine bounds one control stream message; longer lines are
-	// counted and dropped.
-	maxNoticeLine = 64 << 10
+	// TransportAuto uses QUIC and falls back to TCP when QUIC cannot
+	// connect, re-probing QUIC while on TCP.
+	TransportAuto = "auto"
+	// TransportQUIC uses QUIC only.
+	TransportQUIC = "quic"
+	// TransportTCP uses HTTP/2 on TLS over TCP only.
+	TransportTCP = "tcp"
+)
+
+// Defaults of Options. With a keep-alive every 3 s and a 10 s idle
+// timeout a dead hub or path is noticed within about 10 s; HTTP/2 pings
+// after 3 s of silence and gives up 5 s later. Redials wait a uniformly
+// random delay up to a ceiling that doubles from 100 ms to 2 s: a failed
+// attempt costs a few packets, the jitter spreads gateways apart after a
+// hub restart, and the tunnel is back within a few seconds of the path.
+const (
+	DefaultKeepAlivePeriod = 3 * time.Second
+	DefaultMaxIdleTimeout  = 10 * time.Second
+	DefaultQUICDialTimeout = 4 * time.Second
+	DefaultTCPDialTimeout  = 10 * time.Second
+	DefaultMinBackoff      = 100 * time.Millisecond
+	DefaultMaxBackoff      = 2 * time.Second
+	DefaultRefusedRetry    = time.Minute
+	DefaultReprobeInterval = 5 * time.Minute
+	h2PingAfter            = 3 * time.Second
+	h2PingTimeout          = 5 * time.Second
+	helloTimeout           = 10 * time.Second
+	drainTimeout           = 3 * time.Second
+	maxRefusedBackoff      = 15 * time.Minute
 )
 
 // ErrClosed is returned by requests made after Close.
 var ErrClosed = errors.New("tunnel closed")
 
-// Notice is one message from the hub's control stream.
-type Notice struct {
-	Type    string `json:"type"`
-	Version int64  `json:"version,omitempty"`
-	Target  string `json:"target,omitempty"`
-}
-
 // Options configures a Client.
 type Options struct {
-	// Addr is the hub's UDP address, host:port.
+	// Addr is the hub's QUIC address, host:port over UDP.
 	Addr string
-	// TLS carries the gateway's client certificate, the hub CA pool and
-	// the server name.
+	// TCPAddr is the hub's HTTP/2 address, host:port over TCP; empty
+	// means the same as Addr.
+	TCPAddr string
+	// TLS carries the gateway's client certificate (Certificates[0]),
+	// the hub CA pool (RootCAs) and the server name.
 	TLS *tls.Config
+	// Transport is TransportAuto (the default), TransportQUIC or
+	// TransportTCP.
+	Transport string
+	// Proxy is the HTTP CONNECT proxy for the TCP transport; nil dials
+	// the hub directly.
+	Proxy *Proxy
+	// ReprobeInterval is how often QUIC is tried again while on TCP.
+	ReprobeInterval time.Duration
+	// BandwidthLimit caps upstream request and response bodies together,
+	// in bytes per second; 0 means no cap.
+	BandwidthLimit int64
+	// SaveCertificate persists a renewed client certificate. Nil turns
+	// renewal off.
+	SaveCertificate func(tls.Certificate) error
+	// RenewMinInterval is the least time between two renewals; zero
+	// means an hour.
+	RenewMinInterval time.Duration
 	// OnNotice is called for every valid notice, from one goroutine.
 	OnNotice func(Notice)
-	// MinBackoff and MaxBackoff bound the redial delay; zero values mean
-	// 200 ms and 30 s.
+	// MinBackoff and MaxBackoff bound the redial delay after a network
+	// failure.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger
-	Registerer             prometheus.Registerer
+	// RefusedRetry is the first delay after the hub refused the gateway
+	// or TLS inspection was detected; it doubles up to 15 minutes.
+	RefusedRetry time.Duration
+	// KeepAlivePeriod and MaxIdleTimeout set QUIC liveness.
+	KeepAlivePeriod, MaxIdleTimeout time.Duration
+	// QUICDialTimeout bounds a QUIC handshake before TCP is tried.
+	QUICDialTimeout time.Duration
+	// TCPDialTimeout bounds the TCP connect, proxy CONNECT and TLS
+	// handshake.
+	TCPDialTimeout time.Duration
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
 }
 
 // Client owns the tunnel. Run keeps it connected; RoundTrip sends a
@@ -68,15 +115,28 @@ type Client struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	tr      *http3.Transport
+	limiter *Limiter
+	h3      *http3.Transport
+	cert    atomic.Pointer[tls.Certificate]
 
-	mu      sync.Mutex
-	conn    *quic.Conn
-	cc      *http3.ClientConn
-	ready   chan struct{} // closed when conn is set; replaced when it ends
-	closed  bool
-	dials   int
-	lastErr error
+	mu            sync.Mutex
+	cur           *session      // usable session, or nil
+	changed       chan struct{} // closed and replaced on every change of cur or refusal
+	closed        bool
+	refusal       *RefusedError
+	state         string
+	stateSince    time.Time
+	lastErr       error
+	inspection    *InspectionError
+	quicDownSince time.Time
+	dials         int
+	open          int
+	maxOpen       int
+	nextID        uint64
+	hello         helloInfo
+	renewedAt     time.Time
+	runDone       chan struct{}
+	running       bool
 }
 
 // New returns a client that is not yet connected.
@@ -84,8 +144,18 @@ func New(opts Options) (*Client, error) {
 	if opts.Addr == "" {
 		return nil, errors.New("tunnel needs the hub address")
 	}
-	if opts.TLS == nil {
+	if opts.TLS == nil || len(opts.TLS.Certificates) == 0 {
 		return nil, errors.New("tunnel needs a TLS config with the gateway certificate")
+	}
+	switch opts.Transport {
+	case "":
+		opts.Transport = TransportAuto
+	case TransportAuto, TransportQUIC, TransportTCP:
+	default:
+		return nil, fmt.Errorf("tunnel transport %q must be auto, quic or tcp", opts.Transport)
+	}
+	if opts.TCPAddr == "" {
+		opts.TCPAddr = opts.Addr
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -93,23 +163,40 @@ func New(opts Options) (*Client, error) {
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 200 * time.Millisecond
+	setDefault(&opts.MinBackoff, DefaultMinBackoff)
+	setDefault(&opts.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&opts.RefusedRetry, DefaultRefusedRetry)
+	setDefault(&opts.ReprobeInterval, DefaultReprobeInterval)
+	setDefault(&opts.KeepAlivePeriod, DefaultKeepAlivePeriod)
+	setDefault(&opts.MaxIdleTimeout, DefaultMaxIdleTimeout)
+	setDefault(&opts.QUICDialTimeout, DefaultQUICDialTimeout)
+	setDefault(&opts.TCPDialTimeout, DefaultTCPDialTimeout)
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = opts.MinBackoff
 	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
+	if opts.BandwidthLimit < 0 {
+		return nil, fmt.Errorf("tunnel bandwidth limit %d must not be negative", opts.BandwidthLimit)
 	}
-	tlsConf := opts.TLS.Clone()
-	tlsConf.NextProtos = []string{http3.NextProtoH3}
-	tlsConf.MinVersion = tls.VersionTLS13
-	opts.TLS = tlsConf
-	return &Client{
+	c := &Client{
 		opts:    opts,
 		log:     opts.Logger.With("component", "tunnel"),
-		metrics: newMetrics(opts.Registerer),
-		tr:      &http3.Transport{},
-		ready:   make(chan struct{}),
-	}, nil
+		limiter: NewLimiter(opts.BandwidthLimit),
+		h3:      &http3.Transport{},
+		changed: make(chan struct{}),
+		state:   StateIdle,
+	}
+	c.stateSince = time.Now()
+	c.metrics = newMetrics(opts.Registerer, c)
+	cert := opts.TLS.Certificates[0]
+	c.cert.Store(&cert)
+	c.metrics.certExpiry.Set(float64(certNotAfter(cert).Unix()))
+	return c, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
 }
 
 // Dials returns how many connections the client has opened.
@@ -119,19 +206,49 @@ func (c *Client) Dials() int {
 	return c.dials
 }
 
-// Connected reports whether a connection is open now.
+// Open returns how many connections are open now: 0 or 1.
+func (c *Client) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.open
+}
+
+// MaxOpen returns the most connections that were ever open at once.
+func (c *Client) MaxOpen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxOpen
+}
+
+// Connected reports whether a connection that the hub accepted is open.
 func (c *Client) Connected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn != nil
+	return c.cur != nil
+}
+
+// Transport returns the transport of the open connection, or "".
+func (c *Client) Transport() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return ""
+	}
+	return c.cur.transport
 }
 
 // LastError returns the error that ended the last connection or dial.
+// While the hub refuses the gateway, it is the hub's *RefusedError; while
+// TLS inspection breaks the tunnel, it is an *InspectionError.
 func (c *Client) LastError() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastErr
 }
+
+// Certificate returns the client certificate that the next connection
+// presents.
+func (c *Client) Certificate() tls.Certificate { return *c.cert.Load() }
 
 // HTTPClient returns an http.Client whose requests ride the tunnel. The
 // URL's host is ignored; use "https://wardhub/...". Deadlines come from
@@ -140,293 +257,51 @@ func (c *Client) HTTPClient() *http.Client {
 	return &http.Client{Transport: c}
 }
 
-// RoundTrip sends req over the current connection, waiting for one until
-// req's context ends.
-func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	cc, conn, err := c.wait(req.Context())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := cc.RoundTrip(req)
-	if err != nil {
-		if conn.Context().Err() != nil {
-			return nil, fmt.Errorf("tunnel connection lost during %s %s: %w", req.Method, req.URL.Path, err)
-		}
-		return nil, err
-	}
-	c.metrics.requests.WithLabelValues(req.Method).Inc()
-	return resp, nil
-}
-
-func (c *Client) wait(ctx context.Context) (*http3.ClientConn, *quic.Conn, error) {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, nil, ErrClosed
-		}
-		cc, conn, ready := c.cc, c.conn, c.ready
-		c.mu.Unlock()
-		if cc != nil && conn.Context().Err() == nil {
-			return cc, conn, nil
-		}
-		if cc != nil {
-			// The connection died but serve has not yet replaced ready;
-			// give it a moment instead of spinning on the closed channel.
-			ready = nil
-		}
-		select {
-		case <-ready:
-		case <-time.After(10 * time.Millisecond):
-		case <-ctx.Done():
-			last := c.LastError()
-			if last != nil {
-				return nil, nil, fmt.Errorf("waiting for the tunnel: %w (last connection error: %v)", ctx.Err(), last)
-			}
-			return nil, nil, fmt.Errorf("waiting for the tunnel: %w", ctx.Err())
-		}
-	}
-}
-
-// Run keeps the tunnel connected until ctx ends: it dials, serves the
-// control stream, and redials with backoff when the connection ends.
-func (c *Client) Run(ctx context.Context) error {
-	attempt := 0
-	for ctx.Err() == nil {
-		conn, err := c.dial(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			c.setErr(err)
-			delay := c.backoff(attempt)
-			attempt++
-			c.metrics.reconnects.WithLabelValues(causeOf(err)).Inc()
-			c.log.Warn("hub unreachable, retrying", "addr", c.opts.Addr, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
-			if !sleep(ctx, delay) {
-				break
-			}
-			continue
-		}
-		attempt = 0
-		c.serve(ctx, conn)
-		if ctx.Err() == nil {
-			cause := context.Cause(conn.Context())
-			c.setErr(cause)
-			c.metrics.reconnects.WithLabelValues(causeOf(cause)).Inc()
-			c.log.Warn("tunnel connection ended", "cause", cause)
-		}
-	}
-	c.shutdown()
-	return nil
-}
-
-func (c *Client) dial(ctx context.Context) (*quic.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
-	conn, err := quic.DialAddr(dctx, c.opts.Addr, c.opts.TLS, &quic.Config{
-		KeepAlivePeriod:      keepAlivePeriod,
-		MaxIdleTimeout:       maxIdleTimeout,
-		HandshakeIdleTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dialing hub %s: %w", c.opts.Addr, err)
-	}
-	cc := c.tr.NewClientConn(conn)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		_ = conn.CloseWithError(0, "gateway shutting down")
-		return nil, ErrClosed
-	}
-	c.conn, c.cc = conn, cc
-	c.dials++
-	close(c.ready)
-	c.mu.Unlock()
-	c.metrics.connected.Set(1)
-	c.metrics.dials.Inc()
-	c.log.Info("tunnel connected", "addr", c.opts.Addr, "dials", c.Dials())
-	return conn, nil
-}
-
-// serve reads the control stream while the connection lasts and returns
-// when the connection ends. A control stream that breaks on a live
-// connection is reopened.
-func (c *Client) serve(ctx context.Context, conn *quic.Conn) {
-	defer func() {
-		c.mu.Lock()
-		if c.conn == conn {
-			c.conn, c.cc = nil, nil
-			c.ready = make(chan struct{})
-		}
-		c.mu.Unlock()
-		c.metrics.connected.Set(0)
-	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = conn.CloseWithError(0, "gateway shutting down")
-		case <-conn.Context().Done():
-		}
-	}()
-	for conn.Context().Err() == nil && ctx.Err() == nil {
-		err := c.readControl(ctx, conn)
-		if conn.Context().Err() != nil || ctx.Err() != nil {
-			return
-		}
-		c.log.Warn("control stream ended, reopening", "err", err)
-		if !sleep(ctx, time.Second) {
-			return
-		}
-	}
-}
-
-func (c *Client) readControl(ctx context.Context, conn *quic.Conn) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://wardhub/v1/control", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("control stream: hub returned %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 4096), maxNoticeLine)
-	for sc.Scan() {
-		var n Notice
-		if err := json.Unmarshal(sc.Bytes(), &n); err != nil || n.Type == "" {
-			c.metrics.badNotices.Inc()
-			continue
-		}
-		c.metrics.notices.WithLabelValues(n.Type).Inc()
-		if n.Type != "ping" && c.opts.OnNotice != nil {
-			c.opts.OnNotice(n)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		c.metrics.badNotices.Inc()
-		return fmt.Errorf("reading control stream: %w", err)
-	}
-	return errors.New("control stream closed by hub")
-}
-
-// Close ends the tunnel; requests made afterwards fail with ErrClosed.
-// Run returns once its context ends.
+// Close ends the tunnel and waits for Run to return; requests made
+// afterwards fail with ErrClosed. It is safe to call more than once.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	done, running := c.runDone, c.running
+	c.mu.Unlock()
 	c.shutdown()
+	if running {
+		<-done
+	}
 	return nil
 }
 
 func (c *Client) shutdown() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return
 	}
 	c.closed = true
-	if c.conn != nil {
-		_ = c.conn.CloseWithError(0, "gateway shutting down")
-		c.conn, c.cc = nil, nil
-	}
-	close(c.ready)
-	c.metrics.connected.Set(0)
-}
-
-func (c *Client) setErr(err error) {
-	c.mu.Lock()
-	c.lastErr = err
+	cur := c.cur
+	c.cur = nil
+	c.setStateLocked(StateStopped)
+	c.broadcastLocked()
 	c.mu.Unlock()
-}
-
-// backoff returns a full-jitter delay: uniform in [0, min(max, min*2^n)].
-func (c *Client) backoff(attempt int) time.Duration {
-	ceiling := c.opts.MaxBackoff
-	if attempt < 30 {
-		if d := c.opts.MinBackoff << attempt; d > 0 && d < ceiling {
-			ceiling = d
-		}
-	}
-	return time.Duration(rand.Int64N(int64(ceiling) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+	if cur != nil {
+		cur.link.Close("gateway shutting down")
 	}
 }
 
-// causeOf names an error's kind for the reconnect metric's label.
-func causeOf(err error) string {
-	var idle *quic.IdleTimeoutError
-	var hs *quic.HandshakeTimeoutError
-	var reset *quic.StatelessResetError
-	var app *quic.ApplicationError
-	var transport *quic.TransportError
-	var netErr net.Error
-	switch {
-	case err == nil:
-		return "none"
-	case errors.As(err, &idle):
-		return "idle_timeout"
-	case errors.As(err, &hs):
-		return "handshake_timeout"
-	case errors.As(err, &reset):
-		return "stateless_reset"
-	case errors.As(err, &app):
-		return "closed_by_peer"
-	case errors.As(err, &transport):
-		if transport.ErrorCode.IsCryptoError() {
-			return "tls"
-		}
-		return "transport"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.As(err, &netErr):
-		return "network"
-	default:
-		return "other"
+// broadcastLocked wakes every request waiting for a change.
+func (c *Client) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Client) setStateLocked(s string) {
+	if c.state != s {
+		c.state, c.stateSince = s, time.Now()
+		c.metrics.setState(s)
 	}
 }
 
-type metrics struct {
-	connected  prometheus.Gauge
-	dials      prometheus.Counter
-	reconnects *prometheus.CounterVec
-	requests   *prometheus.CounterVec
-	notices    *prometheus.CounterVec
-	badNotices prometheus.Counter
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wardgate_tunnel_connected", Help: "1 while the tunnel to the hub is connected.",
-		}),
-		dials: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wardgate_tunnel_connections_total", Help: "Tunnel connections opened to the hub.",
-		}),
-		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wardgate_tunnel_reconnects_total", Help: "Tunnel dial failures and lost connections, by cause.",
-		}, []string{"cause"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wardgate_tunnel_requests_total", Help: "Requests sent over the tunnel, by method.",
-		}, []string{"method"}),
-		notices: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wardgate_tunnel_notices_total", Help: "Control stream notices received, by type.",
-		}, []string{"type"}),
-		badNotices: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wardgate_tunnel_invalid_notices_total", Help: "Control stream messages ignored as malformed or oversized.",
-		}),
-	}
-	reg.MustRegister(m.connected, m.dials, m.reconnects, m.requests, m.notices, m.badNotices)
-	return m
+func (c *Client) setState(s string) {
+	c.mu.Lock()
+	c.setStateLocked(s)
+	c.mu.Unlock()
 }

@@ -38,14 +38,37 @@ type Notice struct {
 	Target string `json:"target,omitempty"`
 }
 
+// Hello is the answer to GET /v1/hello, the first request a gateway
+// makes on every new connection: it proves that the hub accepts the
+// gateway before anything else rides the connection.
+type Hello struct {
+	Site string `json:"site"`
+	// CertificateNotAfter is when the certificate the connection was
+	// authenticated with expires.
+	CertificateNotAfter time.Time `json:"certificate_not_after"`
+	// HubTime lets the gateway see a clock that is far off.
+	HubTime time.Time `json:"hub_time"`
+}
+
+// routes serves the same handlers on both transports. Every route but
+// enrolment needs an enrolled, unrevoked site with a valid certificate.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/tuf/metadata/{file}", s.serveMetadata)
-	mux.HandleFunc("GET /v1/tuf/targets/{path...}", s.serveTarget)
-	mux.HandleFunc("POST /v1/telemetry", s.receiveTelemetry)
-	mux.HandleFunc("POST /v1/install-results", s.receiveInstallResult)
-	mux.HandleFunc("GET /v1/control", s.serveControl)
+	mux.HandleFunc("POST /v1/enroll", s.serveEnrol)
+	mux.HandleFunc("GET /v1/hello", s.guard(s.serveHello))
+	mux.HandleFunc("POST /v1/renew", s.guard(s.serveRenew))
+	mux.HandleFunc("GET /v1/tuf/metadata/{file}", s.guard(s.serveMetadata))
+	mux.HandleFunc("GET /v1/tuf/targets/{path...}", s.guard(s.serveTarget))
+	mux.HandleFunc("POST /v1/telemetry", s.guard(s.receiveTelemetry))
+	mux.HandleFunc("POST /v1/install-results", s.guard(s.receiveInstallResult))
+	mux.HandleFunc("GET /v1/control", s.guard(s.serveControl))
 	return mux
+}
+
+func (s *Server) serveHello(w http.ResponseWriter, r *http.Request) {
+	cert := r.TLS.PeerCertificates[0]
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(Hello{Site: siteOf(r), CertificateNotAfter: cert.NotAfter, HubTime: time.Now().UTC()})
 }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
@@ -159,11 +182,18 @@ func (s *Server) receiveInstallResult(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storing install result failed", http.StatusInternalServerError)
 		return
 	}
-	if !dup {
-		s.mu.Lock()
+	s.mu.Lock()
+	if dup {
+		s.stats.InstallDuplicates++
+	} else {
 		s.stats.InstallResults++
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
+	result := "stored"
+	if dup {
+		result = "duplicate"
+	}
+	s.metrics.uploads.WithLabelValues("install_result", result).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"duplicate": dup})
 }
