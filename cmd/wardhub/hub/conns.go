@@ -53,11 +53,11 @@ type connTracker struct {
 
 func newConnTracker() *connTracker {
 	return &connTracker{
-		conns:     map[uint64]*trackedConn{},
-		byKey:     map[any]uint64{},
-		accepted:  map[string]int{},
-		byProto:   map[string]int{},
-		maxOpen:   map[string]int{},
+		conns:    map[uint64]*trackedConn{},
+		byKey:    map[any]uint64{},
+		accepted: map[string]int{},
+		byProto:  map[string]int{},
+		maxOpen:  map[string]int{},
 	}
 }
 
