@@ -124,6 +124,7 @@ func (a *aggregator) build(site string, seq uint64, minDevices int) *wire.Payloa
 	for k := range a.cells {
 		keys = append(keys, k)
 	}
+
 	slices.SortFunc(keys, compareKeys)
 	withheld := make(map[cellKey]bool)
 	lone := 0
@@ -135,6 +136,7 @@ func (a *aggregator) build(site string, seq uint64, minDevices int) *wire.Payloa
 			}
 		}
 	}
+
 	if lone == 1 {
 		// Withhold the published cell that reveals least: fewest devices,
 		// then fewest events. Cells of per-device manufacturers do not
@@ -153,11 +155,13 @@ func (a *aggregator) build(site string, seq uint64, minDevices int) *wire.Payloa
 			withheld[*pick] = true
 		}
 	}
+
 	p := &wire.Payload{
 		Format: wire.Format, Version: wire.Version, Site: site, Seq: seq,
 		PeriodSeconds: int64(a.period / time.Second), MinCellDevices: minDevices,
 		Events: a.events, Cells: []wire.Cell{},
 	}
+
 	for _, k := range keys {
 		c := a.cells[k]
 		if withheld[k] {
@@ -167,16 +171,19 @@ func (a *aggregator) build(site string, seq uint64, minDevices int) *wire.Payloa
 		}
 		p.Cells = append(p.Cells, wire.Cell{Dims: k.dims(), Devices: len(c.devices), Stats: c.stats})
 	}
+
 	dkeys := make([]deviceCellKey, 0, len(a.devCells))
 	for k := range a.devCells {
 		dkeys = append(dkeys, k)
 	}
+
 	slices.SortFunc(dkeys, func(x, y deviceCellKey) int {
 		return cmp.Or(compareKeys(x.cellKey, y.cellKey), slices.Compare(x.device[:], y.device[:]))
 	})
 	for _, k := range dkeys {
 		p.DeviceCells = append(p.DeviceCells, wire.DeviceCell{Dims: k.dims(), Device: hex.EncodeToString(k.device[:]), Stats: *a.devCells[k]})
 	}
+
 	return p
 }
 

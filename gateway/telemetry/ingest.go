@@ -152,6 +152,7 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusMethodNotAllowed, "method", "method %s is not allowed: POST a JSON batch", r.Method)
 		return
 	}
+
 	dev, ok := h.identify(r)
 	if !ok {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -161,6 +162,7 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
@@ -168,16 +170,19 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+
 	devKey := dev.Manufacturer + "\x00" + dev.Serial
 	if wait, ok := h.lim.peek(devKey, h.opts.Now()); !ok {
 		retryAfter(w, wait)
 		h.fail(w, http.StatusTooManyRequests, "rate_limited", "device sends telemetry faster than %g events per second: retry later", h.opts.RatePerDevice)
 		return
 	}
+
 	if r.ContentLength > h.opts.MaxBodyBytes {
 		h.fail(w, http.StatusRequestEntityTooLarge, "too_large", "body of %d bytes exceeds the limit of %d: split the batch", r.ContentLength, h.opts.MaxBodyBytes)
 		return
 	}
+
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -188,6 +193,7 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "read", "reading the body: %v", err)
 		return
 	}
+
 	dec, err := DecodeBatch(body, Limits{MaxEvents: h.opts.MaxEvents})
 	if err != nil {
 		var de *DecodeError
@@ -198,17 +204,20 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "invalid", "%v", err)
 		return
 	}
+
 	h.m.dropped.Add(float64(dec.Dropped))
 	resp := IngestResponse{Dropped: dec.Dropped, IgnoredFields: dec.IgnoredFields}
 	if len(dec.Events) == 0 {
 		h.reply(w, http.StatusOK, "empty", resp)
 		return
 	}
+
 	if wait, ok := h.lim.take(devKey, float64(len(dec.Events)), h.opts.Now()); !ok {
 		retryAfter(w, wait)
 		h.fail(w, http.StatusTooManyRequests, "rate_limited", "batch of %d events exceeds the device's rate of %g events per second: retry later", len(dec.Events), h.opts.RatePerDevice)
 		return
 	}
+
 	res, err := h.q.Append(r.Context(), dev, dec.Batch)
 	if err != nil {
 		h.lim.refund(devKey, float64(len(dec.Events)))
@@ -231,6 +240,7 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+
 	h.m.latency.Observe(time.Since(start).Seconds())
 	if res.Duplicate {
 		h.lim.refund(devKey, float64(len(dec.Events)))
@@ -238,6 +248,7 @@ func (h *ingestHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, http.StatusOK, "duplicate", resp)
 		return
 	}
+
 	resp.Accepted = len(dec.Events)
 	h.m.events.Add(float64(len(dec.Events)))
 	h.reply(w, http.StatusOK, "stored", resp)

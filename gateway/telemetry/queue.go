@@ -125,36 +125,46 @@ func OpenQueue(db *badger.DB, opts QueueOptions) (*Queue, error) {
 	if db == nil {
 		return nil, errors.New("opening telemetry queue: db is nil")
 	}
+
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 256 << 20
 	}
+
 	if opts.MinFreeBytes <= 0 {
 		opts.MinFreeBytes = 64 << 20
 	}
+
 	if opts.DedupWindow <= 0 {
 		opts.DedupWindow = 24 * time.Hour
 	}
+
 	if opts.MaxGroup <= 0 {
 		opts.MaxGroup = 256
 	}
+
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+
 	m, err := newQueueMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("opening telemetry queue: %w", err)
 	}
+
 	q := &Queue{
 		db: db, opts: opts, log: opts.Logger.With("component", "telemetry.queue"), m: m,
 		reqs: make(chan *appendReq), closing: make(chan struct{}), done: make(chan struct{}),
 		pseud: make(map[[16]byte][8]byte),
 	}
+
 	if err := q.load(); err != nil {
 		return nil, fmt.Errorf("opening telemetry queue: %w", err)
 	}
+
 	m.limit.Set(float64(opts.MaxBytes))
 	q.publish()
 	go q.writer()
@@ -256,25 +266,31 @@ func (q *Queue) Append(ctx context.Context, dev DeviceIdentity, b Batch) (Append
 	if len(b.Events) == 0 {
 		return AppendResult{}, errors.New("appending telemetry batch: no events")
 	}
+
 	if err := dev.validate(); err != nil {
 		return AppendResult{}, fmt.Errorf("appending telemetry batch: %w", err)
 	}
+
 	for _, e := range b.Events {
 		if kindCodes[e.Kind] == 0 {
 			return AppendResult{}, fmt.Errorf("appending telemetry batch: event kind %q is unknown", e.Kind)
 		}
 	}
+
 	if err := q.rejecting(); err != nil {
 		return AppendResult{}, err
 	}
+
 	pseudo, err := q.pseudonym(ctx, dev)
 	if err != nil {
 		return AppendResult{}, err
 	}
+
 	req := &appendReq{
 		pseudo: pseudo, batchID: b.BatchID, events: len(b.Events), done: make(chan struct{}),
 		body: encodeBody(deviceRef{Manufacturer: dev.Manufacturer, Model: dev.Model, Version: dev.SoftwareVersion, Class: dev.DeviceClass, Pseudonym: pseudo}, b.Events),
 	}
+
 	select {
 	case q.reqs <- req:
 	case <-q.closing:
@@ -282,6 +298,7 @@ func (q *Queue) Append(ctx context.Context, dev DeviceIdentity, b Batch) (Append
 	case <-ctx.Done():
 		return AppendResult{}, ctx.Err()
 	}
+
 	select {
 	case <-req.done:
 		return req.res, req.err
@@ -309,6 +326,7 @@ func (q *Queue) pseudonym(ctx context.Context, dev DeviceIdentity) ([8]byte, err
 	if p, ok := q.pseud[id]; ok {
 		return p, nil
 	}
+
 	key := append(append([]byte{}, prefixDevice...), id[:]...)
 	var p [8]byte
 	found := false
@@ -332,6 +350,7 @@ func (q *Queue) pseudonym(ctx context.Context, dev DeviceIdentity) ([8]byte, err
 	if err != nil {
 		return p, fmt.Errorf("reading device pseudonym: %w", err)
 	}
+
 	if !found {
 		if err := q.spaceOK(); err != nil {
 			return p, err
@@ -343,9 +362,11 @@ func (q *Queue) pseudonym(ctx context.Context, dev DeviceIdentity) ([8]byte, err
 			return p, fmt.Errorf("storing device pseudonym: %w", classify(err))
 		}
 	}
+
 	if len(q.pseud) >= 1<<17 {
 		clear(q.pseud)
 	}
+
 	q.pseud[id] = p
 	return p, ctx.Err()
 }
@@ -418,6 +439,7 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		}
 		return
 	}
+
 	q.mu.Lock()
 	room := q.opts.MaxBytes - q.bytes - q.exportBytes
 	q.mu.Unlock()
@@ -431,12 +453,15 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		room -= sz
 		fit = append(fit, r)
 	}
+
 	if len(fit) < len(group) {
 		q.setFull(fmt.Errorf("%w: limit %d bytes", ErrQueueFull, q.opts.MaxBytes))
 	}
+
 	if len(fit) == 0 {
 		return
 	}
+
 	start := time.Now()
 	if err := q.commit(fit); err != nil {
 		err = classify(err)
@@ -445,11 +470,13 @@ func (q *Queue) commitGroup(group []*appendReq) {
 		}
 		q.log.Error("storing telemetry batches failed", "batches", len(fit), "err", err)
 	}
+
 	q.m.commitSeconds.Observe(time.Since(start).Seconds())
 	q.m.groupSize.Observe(float64(len(fit)))
 	if len(fit) == len(group) {
 		q.setFull(nil)
 	}
+
 	q.publish()
 }
 
@@ -466,6 +493,7 @@ func (q *Queue) commit(reqs []*appendReq) error {
 		r   *appendReq
 		res AppendResult
 	}
+
 	results := make([]pending, 0, len(reqs))
 	for _, r := range reqs {
 		if r.batchID != "" {
@@ -505,12 +533,14 @@ func (q *Queue) commit(reqs []*appendReq) error {
 		results = append(results, pending{r, AppendResult{Seq: seq}})
 		seq++
 	}
+
 	if err := txn.Commit(); err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			return q.split(reqs, err)
 		}
 		return q.failAll(reqs, err)
 	}
+
 	q.mu.Lock()
 	q.next = seq
 	q.bytes += added
@@ -523,6 +553,7 @@ func (q *Queue) commit(reqs []*appendReq) error {
 			events += p.r.events
 		}
 	}
+
 	q.m.events.Add(float64(events))
 	return nil
 }

@@ -91,57 +91,73 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	if q == nil || up == nil {
 		return nil, errors.New("creating telemetry relay: queue and uploader are required")
 	}
+
 	if err := wire.ValidSite(opts.SiteID); err != nil {
 		return nil, fmt.Errorf("creating telemetry relay: %w (set the enrolment site id)", err)
 	}
+
 	if opts.Period == 0 {
 		opts.Period = time.Hour
 	}
+
 	if opts.Period < time.Second || opts.Period%time.Second != 0 {
 		return nil, fmt.Errorf("creating telemetry relay: period %v: want whole seconds, at least 1s", opts.Period)
 	}
+
 	if opts.MinCellDevices == 0 {
 		opts.MinCellDevices = 11
 	}
+
 	if opts.MinCellDevices < 1 {
 		return nil, fmt.Errorf("creating telemetry relay: min cell devices %d: want at least 1", opts.MinCellDevices)
 	}
+
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = time.Second
 	}
+
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 5 * time.Minute
 	}
+
 	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
 	if opts.SealDelay <= 0 {
 		opts.SealDelay = 2 * time.Second
 	}
+
 	if opts.KeepPayloads == 0 {
 		opts.KeepPayloads = 30 * 24 * time.Hour
 	}
+
 	if opts.MaxSealBatches <= 0 {
 		opts.MaxSealBatches = 1_000_000
 	}
+
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+
 	m, err := newRelayMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("creating telemetry relay: %w", err)
 	}
+
 	r := &Relay{
 		q: q, up: up, opts: opts, m: m, perD: make(map[string]bool),
 		log: opts.Logger.With("component", "telemetry.relay"),
 	}
+
 	for _, mf := range opts.PerDeviceManufacturers {
 		if !wire.ValidDim(mf) {
 			return nil, fmt.Errorf("creating telemetry relay: per-device manufacturer %q is not a valid name", mf)
 		}
 		r.perD[mf] = true
 	}
+
 	err = q.db.View(func(txn *badger.Txn) error {
 		var err error
 		if r.next, err = getU64(txn, keyNextExport); err != nil {
@@ -153,9 +169,11 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating telemetry relay: reading export state: %w", err)
 	}
+
 	if r.next == 0 {
 		r.next = 1
 	}
+
 	var pendingBytes int64
 	err = q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixPayload})
@@ -168,6 +186,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating telemetry relay: reading pending uploads: %w", err)
 	}
+
 	q.mu.Lock()
 	q.exportBytes = pendingBytes
 	q.mu.Unlock()
@@ -184,6 +203,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.runMu.Unlock()
 		return errors.New("running telemetry relay: already running or closed")
 	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	r.runDone = make(chan struct{})
@@ -343,18 +363,22 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading queued batches: %w", err)
 	}
+
 	if agg.batches == 0 {
 		return 0, nil
 	}
+
 	if err := r.q.relaySpaceOK(); err != nil {
 		return 0, err
 	}
+
 	seq := r.next
 	p := agg.build(r.opts.SiteID, seq, r.opts.MinCellDevices)
 	body, err := wire.Encode(p)
 	if err != nil {
 		return 0, err
 	}
+
 	sum := sha256.Sum256(body)
 	rec := ExportRecord{
 		Seq: seq, Key: wire.Key(p.Site, seq), Sealed: now.UTC(), SHA256: hex.EncodeToString(sum[:]), Bytes: len(body),
@@ -362,6 +386,7 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 		DeviceCells: len(p.DeviceCells), PeriodFrom: time.Unix(agg.minPeriod, 0).UTC(), PeriodTo: time.Unix(agg.maxPeriod, 0).UTC(),
 		QueueFrom: first, QueueTo: last, Batches: agg.batches,
 	}
+
 	for mf := range r.perD {
 		for _, d := range p.DeviceCells {
 			if d.Manufacturer == mf {
@@ -370,11 +395,13 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 			}
 		}
 	}
+
 	slices.Sort(rec.PerDevice)
 	meta, err := json.Marshal(rec)
 	if err != nil {
 		return 0, fmt.Errorf("encoding export record: %w", err)
 	}
+
 	err = r.q.db.Update(func(txn *badger.Txn) error {
 		for _, kv := range []struct{ k, v []byte }{
 			{seqKey(prefixPayload, seq), body}, {seqKey(prefixExport, seq), meta},
@@ -389,6 +416,7 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("storing telemetry upload %d: %w", seq, classify(err))
 	}
+
 	r.next = seq + 1
 	r.q.mu.Lock()
 	r.q.sealed = last
@@ -410,9 +438,11 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 			r.log.Error("auditing per-device telemetry failed", "key", rec.Key, "err", err)
 		}
 	}
+
 	if err := r.q.deleteKeys(keys); err != nil {
 		r.log.Warn("deleting sealed queue entries failed; they are removed at the next start", "err", err)
 	}
+
 	r.q.recheck()
 	r.q.publish()
 	return agg.batches, nil

@@ -127,19 +127,23 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 	if lim.MaxEvents <= 0 {
 		lim.MaxEvents = 1000
 	}
+
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(data, &top); err != nil {
 		return nil, badRequest("batch is not a JSON object: %v", err)
 	}
+
 	if top == nil {
 		return nil, badRequest("batch is null: send a JSON object with an \"events\" array")
 	}
+
 	d := &Decoded{}
 	ignore := func(name string) {
 		if len(d.IgnoredFields) < 16 && !contains(d.IgnoredFields, name) {
 			d.IgnoredFields = append(d.IgnoredFields, name)
 		}
 	}
+
 	var rawEvents []map[string]json.RawMessage
 	haveEvents := false
 	for k, v := range top {
@@ -168,12 +172,15 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 			ignore(k)
 		}
 	}
+
 	if !haveEvents || len(rawEvents) == 0 {
 		return nil, unprocessable("batch has no events: send a non-empty \"events\" array")
 	}
+
 	if len(rawEvents) > lim.MaxEvents {
 		return nil, &DecodeError{Status: 413, Msg: fmt.Sprintf("batch has %d events, at most %d are allowed: split it", len(rawEvents), lim.MaxEvents)}
 	}
+
 	d.Events = make([]Event, 0, len(rawEvents))
 	for i, fields := range rawEvents {
 		if fields == nil {
@@ -207,6 +214,7 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 		}
 		d.Events = append(d.Events, ev)
 	}
+
 	return d, nil
 }
 

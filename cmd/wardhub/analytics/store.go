@@ -161,14 +161,17 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 		result = "invalid"
 		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+
 	if !validKey(idempotencyKey) {
 		result = "invalid"
 		return false, fmt.Errorf("%w: idempotency key %q: want 1 to 128 printable ASCII characters", ErrInvalid, idempotencyKey)
 	}
+
 	if len(body) > s.opts.MaxPayloadBytes {
 		result = "invalid"
 		return false, fmt.Errorf("%w: %d bytes exceed the limit of %d", ErrInvalid, len(body), s.opts.MaxPayloadBytes)
 	}
+
 	sum := sha256.Sum256(body)
 	digest := hex.EncodeToString(sum[:])
 	s.mu.Lock()
@@ -176,6 +179,7 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
+
 	ukey := uploadKey(prefixUpload, siteID, idempotencyKey)
 	var prior *Upload
 	err = s.db.View(func(txn *badger.Txn) error {
@@ -192,6 +196,7 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 	if err != nil {
 		return false, fmt.Errorf("checking idempotency key %q: %w", idempotencyKey, err)
 	}
+
 	if prior != nil {
 		if prior.SHA256 != digest {
 			result = "conflict"
@@ -200,28 +205,34 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 		result = "duplicate"
 		return true, nil
 	}
+
 	p, err := wire.Decode(body)
 	if err != nil {
 		result = "invalid"
 		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+
 	if p.Site != siteID {
 		result = "invalid"
 		return false, fmt.Errorf("%w: payload names site %q but arrived from site %q", ErrInvalid, p.Site, siteID)
 	}
+
 	if want := wire.Key(p.Site, p.Seq); want != idempotencyKey {
 		result = "invalid"
 		return false, fmt.Errorf("%w: idempotency key %q does not match the payload's %q", ErrInvalid, idempotencyKey, want)
 	}
+
 	up := Upload{
 		Site: siteID, Key: idempotencyKey, Seq: p.Seq, Received: s.opts.Now().UTC(), SHA256: digest, Bytes: len(body),
 		Events: p.Events, WithheldEvents: p.WithheldEvents, Cells: len(p.Cells), WithheldCells: p.WithheldCells,
 		DeviceCells: len(p.DeviceCells),
 	}
+
 	meta, err := json.Marshal(up)
 	if err != nil {
 		return false, fmt.Errorf("encoding upload record: %w", err)
 	}
+
 	err = s.db.Update(func(txn *badger.Txn) error {
 		for i := range p.Cells {
 			c := &p.Cells[i]
@@ -275,6 +286,7 @@ func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body 
 	if err != nil {
 		return false, fmt.Errorf("storing upload %q from site %s: %w", idempotencyKey, siteID, err)
 	}
+
 	result = "stored"
 	s.log.Info("stored telemetry upload", "site", siteID, "key", idempotencyKey, "events", p.Events, "cells", len(p.Cells))
 	return false, nil
