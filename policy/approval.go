@@ -87,7 +87,7 @@ func (e *Evaluator) checkApproval(rs *reasons, st *runtimeState, r *Release, pr 
 	if len(groups) > 0 {
 		group = groups[0]
 	}
-	rs.block(CodeNotApproved, pr.message(msgNotApproved, group, ""))
+	rs.block(CodeNotApproved, pr.message(msgNotApproved, group))
 	return false
 }
 

@@ -22,11 +22,11 @@ func (e *Evaluator) checkCompatibility(rs *reasons, d *Device, r *Release, pr *p
 	}
 	ok := true
 	if !slices.Contains(r.Models, d.Model) {
-		rs.block(CodeModelUnsupported, pr.message(msgModel, d.Model, ""))
+		rs.block(CodeModelUnsupported, pr.message(msgModel, d.Model))
 		ok = false
 	}
 	if len(r.HardwareRevisions) > 0 && !slices.Contains(r.HardwareRevisions, d.HardwareRevision) {
-		rs.block(CodeHardwareUnsupported, pr.message(msgHardware, d.HardwareRevision, ""))
+		rs.block(CodeHardwareUnsupported, pr.message(msgHardware, d.HardwareRevision))
 		ok = false
 	}
 	dv, _ := ParseVersion(d.Version) // not empty: missingInventory checked it
@@ -35,12 +35,12 @@ func (e *Evaluator) checkCompatibility(rs *reasons, d *Device, r *Release, pr *p
 		rs.block(CodeUpToDate, "version "+d.Version+" is already installed")
 		ok = false
 	case c > 0 && !r.AllowRollback:
-		rs.block(CodeDowngrade, pr.message(msgDowngrade, d.Version, ""))
+		rs.block(CodeDowngrade, pr.message(msgDowngrade, d.Version))
 		ok = false
 	case c > 0:
-		rs.pass(CodeRollback, pr.message(msgRollback, d.Version, ""))
+		rs.pass(CodeRollback, pr.message(msgRollback, d.Version))
 	default:
-		rs.pass(CodeUpgrade, pr.message(msgUpgrade, d.Version, ""))
+		rs.pass(CodeUpgrade, pr.message(msgUpgrade, d.Version))
 	}
 	if !checkPrerequisites(rs, d, r, pr) {
 		ok = false
@@ -89,7 +89,7 @@ func checkPrerequisites(rs *reasons, d *Device, r *Release, pr *preparedRelease)
 			ok = false
 			continue
 		}
-		if msg := pr.message(msgPrerequisite, req.name, installed); msg != "" {
+		if msg := req.unmet(installed); msg != "" {
 			rs.block(CodePrerequisiteUnmet, msg)
 			ok = false
 		}

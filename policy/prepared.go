@@ -19,59 +19,62 @@ type preparedRelease struct {
 	hardware   string
 	reqs       []preparedRequirement // sorted by component name
 
-	// Messages that depend on the release and one or two device fields,
-	// built once per distinct value.
-	mu   sync.Mutex
-	msgs atomic.Pointer[map[messageKey]string]
-}
-
-type messageKey struct {
-	kind messageKind
-	a, b string
+	// Messages that depend on the release and one device field, built
+	// once per distinct value of that field.
+	msgs [messageKinds]messageCache
 }
 
 type messageKind uint8
 
 const (
-	msgModel messageKind = iota
-	msgHardware
-	msgUpgrade
+	msgModel    messageKind = iota // keyed by model
+	msgHardware                    // keyed by hardware revision
+	msgUpgrade                     // keyed by installed version
 	msgRollback
 	msgDowngrade
-	msgUnmet
-	msgPrerequisite // "" when the installed version b of component a meets the requirement
-	msgNotApproved
+	msgNotApproved // keyed by group name
+	messageKinds
 )
 
-// maxMessagesPerRelease bounds each release's message cache. Past it,
-// messages are built per decision.
-const maxMessagesPerRelease = 1024
+// maxCachedMessages bounds each message cache. Past it, messages are
+// built per decision.
+const maxCachedMessages = 1024
 
-// message returns the message of kind for device values a and b.
-func (pr *preparedRelease) message(kind messageKind, a, b string) string {
-	key := messageKey{kind, a, b}
-	if m := pr.msgs.Load(); m != nil {
+// messageCache maps one device value to a message. Reads take no lock,
+// because writers replace the whole map.
+type messageCache struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]string]
+}
+
+func (c *messageCache) get(key string, build func() string) string {
+	if m := c.m.Load(); m != nil {
 		if msg, ok := (*m)[key]; ok {
 			return msg
 		}
 	}
-	msg := pr.buildMessage(kind, a, b)
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	old := pr.msgs.Load()
-	if old != nil && len(*old) >= maxMessagesPerRelease {
+	msg := build()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxCachedMessages {
 		return msg
 	}
-	next := make(map[messageKey]string, 8)
+	next := make(map[string]string, 8)
 	if old != nil {
 		next = maps.Clone(*old)
 	}
 	next[key] = msg
-	pr.msgs.Store(&next)
+	c.m.Store(&next)
 	return msg
 }
 
-func (pr *preparedRelease) buildMessage(kind messageKind, a, b string) string {
+// message returns the message of kind for the device value a.
+func (pr *preparedRelease) message(kind messageKind, a string) string {
+	return pr.msgs[kind].get(a, func() string { return pr.buildMessage(kind, a) })
+}
+
+func (pr *preparedRelease) buildMessage(kind messageKind, a string) string {
 	r := &pr.src
 	switch kind {
 	case msgModel:
@@ -84,17 +87,6 @@ func (pr *preparedRelease) buildMessage(kind messageKind, a, b string) string {
 		return "rollback from " + a + " to " + r.Version + " is allowed by the release"
 	case msgDowngrade:
 		return "installed version " + a + " is newer than " + r.Version + " and the release is not marked as an allowed rollback"
-	case msgUnmet:
-		return "component " + a + " " + b + " is installed, the release requires " + r.Requires[a]
-	case msgPrerequisite:
-		for i := range pr.reqs {
-			if req := &pr.reqs[i]; req.name == a && req.err == nil {
-				if v, _ := ParseVersion(b); req.c.Check(v) {
-					return ""
-				}
-			}
-		}
-		return pr.buildMessage(msgUnmet, a, b)
 	case msgNotApproved:
 		if a == "" {
 			return "not approved: release " + r.Target + " awaits approval"
@@ -104,10 +96,22 @@ func (pr *preparedRelease) buildMessage(kind messageKind, a, b string) string {
 	return ""
 }
 
+// unmet returns "" when installed meets the requirement, or else the
+// reason, caching both by installed version.
+func (req *preparedRequirement) unmet(installed string) string {
+	return req.results.get(installed, func() string {
+		if v, _ := ParseVersion(installed); req.c.Check(v) {
+			return ""
+		}
+		return "component " + req.name + " " + installed + " is installed, the release requires " + req.expr
+	})
+}
+
 type preparedRequirement struct {
 	name, expr string
 	c          Constraint
 	err        error
+	results    *messageCache // by installed version
 }
 
 // maxPreparedReleases bounds the cache, because a gateway caches far fewer
@@ -148,7 +152,7 @@ func (e *Evaluator) newPrepared(r Release) *preparedRelease {
 	pr.version, pr.versionErr = v, err != nil
 	for name, expr := range r.Requires {
 		c, err := e.constraint(expr)
-		pr.reqs = append(pr.reqs, preparedRequirement{name: name, expr: expr, c: c, err: err})
+		pr.reqs = append(pr.reqs, preparedRequirement{name: name, expr: expr, c: c, err: err, results: &messageCache{}})
 	}
 	slices.SortFunc(pr.reqs, func(a, b preparedRequirement) int { return strings.Compare(a.name, b.name) })
 	return pr

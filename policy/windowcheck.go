@@ -1,7 +1,8 @@
 package policy
 
 import (
-	"hash/maphash"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,7 +14,39 @@ import (
 type deviceSchedule struct {
 	s       *Schedule
 	group   *compiledGroup // whose windows apply, or nil when none has windows
-	results [256]atomic.Pointer[windowResult]
+	mu      sync.Mutex     // serialises writers of results
+	results atomic.Pointer[map[time.Duration]*atomic.Pointer[windowResult]]
+}
+
+// maxCachedDurations bounds the window results kept per schedule; past
+// it, results for further install durations are computed per decision.
+const maxCachedDurations = 1024
+
+// slot returns the cache slot for an install duration, or nil when the
+// cache is full.
+func (ds *deviceSchedule) slot(d time.Duration) *atomic.Pointer[windowResult] {
+	if m := ds.results.Load(); m != nil {
+		if p, ok := (*m)[d]; ok {
+			return p
+		}
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	old := ds.results.Load()
+	next := map[time.Duration]*atomic.Pointer[windowResult]{}
+	if old != nil {
+		if p, ok := (*old)[d]; ok {
+			return p
+		}
+		if len(*old) >= maxCachedDurations {
+			return nil
+		}
+		next = maps.Clone(*old)
+	}
+	p := new(atomic.Pointer[windowResult])
+	next[d] = p
+	ds.results.Store(&next)
+	return p
 }
 
 // windowResult is the window reason for one install duration. The state
@@ -31,8 +64,6 @@ type windowResult struct {
 	relTo          time.Time
 	relText        string
 }
-
-var durationSeed = maphash.MakeSeed()
 
 // scheduleFor returns the schedule that governs a device in the matched
 // groups: the windows of the first group that has any, minus the
@@ -115,11 +146,17 @@ func (e *Evaluator) checkWindow(rs *reasons, dec *Decision, d *Device, r *Releas
 	if rem := duration % time.Second; rem != 0 {
 		duration += time.Second - rem
 	}
-	slot := &ds.results[maphash.Comparable(durationSeed, duration)%uint64(len(ds.results))]
+	slot := ds.slot(duration)
+	if slot == nil {
+		res := ds.evaluate(duration, now)
+		rs.add(res.reason)
+		dec.NextOpening, dec.ClosesAt = res.nextOpening, res.closesAt
+		return
+	}
 	at := now.Unix()
 	res := slot.Load()
 	switch {
-	case res == nil || res.duration != duration || at < res.from || at >= res.until:
+	case res == nil || at < res.from || at >= res.until:
 		res = ds.evaluate(duration, now)
 		slot.Store(res)
 	case !res.relTo.IsZero():
