@@ -8,17 +8,21 @@ import (
 
 // Explain renders a decision for `wardgate explain DEVICE RELEASE`:
 // what was decided, then the blocking reasons in priority order, then
-// the checks that passed. For example:
+// the checks that passed. Times on the header lines are UTC, and reasons
+// give local times in the window's zone. For example:
 //
-//	device:   Acme/SN-0001
+//	device:   Acme/SN1
 //	release:  infusion-pump/3.2.0/image.bin
 //	at:       2026-03-10T14:00:00Z
 //	decision: withheld (download allowed)
+//	next:     installs may start 2026-03-17T01:00:00Z
 //	blocking:
-//	  1. window-closed: window opens Tue 2026-03-17 02:00 Europe/Berlin (in 6d13h): Tue 02:00-04:00 Europe/Berlin (group icu)
+//	  1. window-closed: window opens Tue 2026-03-17 02:00 Europe/Berlin (in 6d11h): Tue 02:00-04:00 Europe/Berlin (group icu)
 //	passed:
 //	  - upgrade: upgrade from 3.1.0 to 3.2.0
 //	  - compatible: model IP-300 hardware revision B is supported
+//	  - entitlement-not-checked: entitlement not checked: no entitlements document is loaded and enforcement is off
+//	  - approved: approved automatically: no approval rules or approvals are configured
 func Explain(d Decision) string {
 	var b strings.Builder
 	line := func(label, value string) {

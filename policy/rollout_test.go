@@ -190,7 +190,7 @@ func TestRolloutStateEventTable(t *testing.T) {
 	}
 }
 
-func TestRolloutTwoWavesCrossThresholdHaltOnce(t *testing.T) {
+func TestRolloutHaltsOnceAcrossTwoWaves(t *testing.T) {
 	devices := []string{"Acme/SN1", "Acme/SN2", "Acme/SN3", "Acme/SN4", "Acme/SN5"}
 	plan := Plan{Waves: []WaveSize{{Count: 1}, {Count: 1}}, FailureThreshold: 2}
 	r, err := NewRollout("r2", "pump/3.2.0/image.bin", "3.2.0", "icu", devices, plan, rolloutT0)

@@ -63,7 +63,7 @@ func genInstant(t *rapid.T, name string) time.Time {
 	return base.Add(time.Duration(rapid.Int64Range(0, 2*366*24*3600).Draw(t, name)) * time.Second)
 }
 
-func TestPropertyNextOpeningNeverBeforeNow(t *testing.T) {
+func TestPropertyNextOpeningNotBeforeNow(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		fresh, specs := genSchedule(t)
 		now := genInstant(t, "now")
