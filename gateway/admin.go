@@ -1,16 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"crypto/x509"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/wardgate/wardgate/discovery"
+	"github.com/wardgate/wardgate/cache"
 )
 
-// adminRoutes serves health, readiness, metrics and a read-only status
-// API on the admin listener.
+// adminRoutes serves the admin listener: health, readiness and metrics
+// without authentication (for probes and Prometheus on the admin
+// network), the JSON admin API behind API tokens, and the web console.
 func (g *Gateway) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
@@ -18,17 +21,13 @@ func (g *Gateway) adminRoutes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", g.handleReady)
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.Status())
-	})
-	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
-		devs, err := g.inventory.List(r.Context(), discovery.Filter{})
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "listing devices failed: %v", err)
-			return
-		}
-		writeJSON(w, http.StatusOK, devs)
-	})
+	g.apiRoutes(mux)
+	if g.admin.console != nil {
+		mux.Handle("/console/", g.admin.console.Handler())
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/console/", http.StatusSeeOther)
+		})
+	}
 	return mux
 }
 
@@ -43,26 +42,69 @@ func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Status is the gateway's one-screen summary.
+// Status is the gateway's one-screen summary, served at /v1/status.
 type Status struct {
-	Site              string `json:"site"`
-	TunnelConnected   bool   `json:"tunnel_connected"`
-	TunnelConnections int    `json:"tunnel_connections"`
-	TunnelError       string `json:"tunnel_error,omitempty"`
-	Mirror            any    `json:"mirror"`
+	Site              string       `json:"site"`
+	TunnelConnected   bool         `json:"tunnel_connected"`
+	TunnelConnections int          `json:"tunnel_connections"`
+	TunnelError       string       `json:"tunnel_error,omitempty"`
+	TunnelState       string       `json:"tunnel_state"`
+	TunnelTransport   string       `json:"tunnel_transport,omitempty"`
+	Mirror            cache.Status `json:"mirror"`
+
+	Devices        int            `json:"devices"`
+	DevicesByState map[string]int `json:"devices_by_state"`
+	Cache          StatusCache    `json:"cache"`
+	Telemetry      StatusQueue    `json:"telemetry"`
+	AuditHead      uint64         `json:"audit_head"`
+	AuditSyslog    string         `json:"audit_syslog,omitempty"`
+	ActiveRollouts int            `json:"active_rollouts"`
+	Alerts         []StatusAlert  `json:"alerts"`
+	Time           time.Time      `json:"time"`
+}
+
+// StatusCache is the blob cache's use.
+type StatusCache struct {
+	StoredBytes int64 `json:"stored_bytes"`
+	MaxBytes    int64 `json:"max_bytes"`
+	FreeBytes   int64 `json:"free_bytes"`
+	Blobs       int   `json:"blobs"`
+}
+
+// StatusQueue is the telemetry queue's state.
+type StatusQueue struct {
+	Batches        int64   `json:"batches"`
+	Bytes          int64   `json:"bytes"`
+	MaxBytes       int64   `json:"max_bytes"`
+	PendingUploads uint64  `json:"pending_uploads"`
+	OldestSeconds  float64 `json:"oldest_seconds,omitempty"`
+	Refusing       string  `json:"refusing,omitempty"`
+}
+
+// StatusAlert is a condition to act on.
+type StatusAlert struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
 }
 
 // Status returns the gateway's current summary.
-func (g *Gateway) Status() Status {
-	st := Status{Site: g.siteID, Mirror: g.mirror.Status()}
-	if g.tunnel != nil {
-		st.TunnelConnected = g.tunnel.Connected()
-		st.TunnelConnections = g.tunnel.Dials()
-		if err := g.tunnel.LastError(); err != nil {
-			st.TunnelError = err.Error()
-		}
+func (g *Gateway) Status(ctx context.Context) (Status, error) {
+	o, err := g.overview(ctx)
+	st := Status{
+		Site: o.Site, TunnelState: o.TunnelState, TunnelTransport: o.TunnelTransport, TunnelError: o.TunnelError,
+		TunnelConnections: o.TunnelDials, TunnelConnected: o.TunnelState == "connected", Mirror: g.mirror.Status(),
+		Devices: o.Devices, DevicesByState: map[string]int{}, AuditHead: o.AuditHead, AuditSyslog: o.AuditForwarding,
+		ActiveRollouts: o.ActiveRollouts, Alerts: []StatusAlert{}, Time: o.Now.UTC(),
+		Cache:     StatusCache{StoredBytes: o.Cache.StoredBytes, MaxBytes: o.Cache.MaxBytes, FreeBytes: o.Cache.FreeBytes, Blobs: o.Cache.Blobs},
+		Telemetry: StatusQueue{Batches: o.Telemetry.Batches, Bytes: o.Telemetry.Bytes, MaxBytes: o.Telemetry.MaxBytes, PendingUploads: o.Telemetry.PendingUploads, OldestSeconds: o.Telemetry.OldestAge.Seconds(), Refusing: o.Telemetry.Refusing},
 	}
-	return st
+	for _, c := range o.DevicesByState {
+		st.DevicesByState[c.Label] = c.N
+	}
+	for _, a := range o.Alerts {
+		st.Alerts = append(st.Alerts, StatusAlert{Level: a.Level, Message: a.Message})
+	}
+	return st, err
 }
 
 func emptyPool() *x509.CertPool { return x509.NewCertPool() }

@@ -104,6 +104,7 @@ func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 		"model": req.Model, "hardware_revision": req.HardwareRevision, "version": req.Version,
 	}})
 	g.confirmInstalls(r.Context(), id, req.Version)
+	g.rolloutCheckIn(r.Context(), id.key(), req.Version)
 	resp := g.offers(r.Context(), policyDevice(dev, g.siteID))
 	resp.Device = id.key()
 	writeJSON(w, http.StatusOK, resp)
@@ -254,8 +255,10 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "recording install failed: %v", err)
 			return
 		}
+		g.rolloutInstall(r.Context(), id.key(), t.Path, true, rep.Detail)
 	case "failed":
 		g.outbox.enqueue(r.Context(), installResult{Site: g.siteID, Target: t.Path, Version: t.Meta.Version, Model: "", Outcome: "failed", Detail: rep.Detail}, id.key()+"/"+t.Path+"/failed")
+		g.rolloutInstall(r.Context(), id.key(), t.Path, false, rep.Detail)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -52,6 +52,7 @@ type Gateway struct {
 	tunnel    *tunnel.Client
 	outbox    *outbox
 	telemetry *telemetryService
+	admin     *adminState
 
 	deviceTLS *tls.Config
 	deviceLns []net.Listener
@@ -105,7 +106,7 @@ func New(cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("opening inventory: %w", err)
 	}
-	if g.policy, err = policy.NewEvaluator(policy.Config{}, systemClock{}); err != nil {
+	if g.policy, err = newPolicyEvaluator(cfg); err != nil {
 		return nil, fmt.Errorf("loading policy: %w", err)
 	}
 	creds := cfg.CredentialsDir()
@@ -130,6 +131,9 @@ func New(cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
 		if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("listening for admin on %s: %w", cfg.Admin.Listen, err)
 		}
+	}
+	if err := g.setupAdmin(); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
@@ -246,6 +250,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	start("mirror", func(c context.Context) { _ = g.mirror.Run(c) })
 	start("inventory", func(c context.Context) { _ = g.inventory.Run(c) })
 	start("telemetry", g.telemetry.run)
+	start("admin", g.runAdmin)
 
 	devSrv := &http.Server{
 		Handler:           g.deviceRoutes(),
