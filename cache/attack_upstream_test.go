@@ -224,21 +224,25 @@ func TestFastForwardRecovery(t *testing.T) {
 	}
 }
 
-// endless streams zeros until the client goes away.
+// endless streams zeros until the client goes away, for at most 1 GiB.
 func endless(w http.ResponseWriter, r *http.Request) {
 	buf := make([]byte, 32<<10)
-	for r.Context().Err() == nil {
+	for i := 0; i < 1<<15 && r.Context().Err() == nil; i++ {
 		if _, err := w.Write(buf); err != nil {
 			return
 		}
 	}
 }
 
-// trickle sends data one byte per interval.
+// trickle sends data one byte per interval, for at most 15 seconds.
 func trickle(data []byte, interval time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", itoa(len(data)))
+		stop := time.Now().Add(15 * time.Second)
 		for i := range data {
+			if time.Now().After(stop) {
+				return
+			}
 			if _, err := w.Write(data[i : i+1]); err != nil {
 				return
 			}

@@ -88,6 +88,15 @@ type tufJSDevice struct {
 // tufJSDir is the harness folder; its node_modules come from `npm ci`.
 const tufJSDir = "testdata/tufjs"
 
+// haveTufJS reports whether node and the tuf-js harness are installed.
+func haveTufJS() bool {
+	if _, err := exec.LookPath("node"); err != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(tufJSDir, "node_modules", "tuf-js", "package.json"))
+	return err == nil
+}
+
 func newTufJSDevice(t testing.TB, g *gw, root []byte) *tufJSDevice {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
@@ -115,6 +124,7 @@ func (d *tufJSDevice) fetch(target string) ([]byte, error) {
 		"targetDir":       filepath.Join(d.dir, "targets"),
 		"target":          target,
 		"timeoutMs":       5000,
+		"deadlineMs":      3000,
 	})
 	if err != nil {
 		d.t.Fatal(err)

@@ -1,7 +1,8 @@
 // A device with a tuf-js client: refreshes metadata from the gateway's
 // TUF mirror, looks up one target and downloads it through the mirror's
 // targets path. Input is one JSON argument:
-//   {"metadataBaseUrl", "targetBaseUrl", "metadataDir", "targetDir", "target"}
+//   {"metadataBaseUrl", "targetBaseUrl", "metadataDir", "targetDir", "target",
+//    "timeoutMs", "deadlineMs"}
 // metadataDir must hold the trusted root.json. Prints one JSON line:
 //   {"ok": true, "path": FILE, "length": N} or {"ok": false, "error": MESSAGE}
 'use strict';
@@ -28,9 +29,19 @@ async function main() {
   return { ok: true, path: file, length: fs.statSync(file).size };
 }
 
-main().then(
+// tuf-js's fetchTimeout ends only a socket that goes idle, not a body
+// that trickles in; a device needs a deadline for the whole update, or a
+// slow retrieval attack holds it forever.
+function deadline(ms) {
+  return new Promise((_, reject) => {
+    setTimeout(() => reject(new Error(`update deadline of ${ms} ms exceeded`)), ms).unref();
+  });
+}
+
+Promise.race([main(), deadline(JSON.parse(process.argv[2]).deadlineMs || 30000)]).then(
   (res) => { process.stdout.write(JSON.stringify(res) + '\n'); },
   (err) => {
     process.stdout.write(JSON.stringify({ ok: false, error: String(err && err.message || err) }) + '\n');
+    process.exit(0);
   },
 );
