@@ -135,11 +135,7 @@ func (c *Client) enrolOnce(ctx context.Context, body []byte, out *enrolResponse)
 	var l link
 	var err error
 	for _, t := range c.transportOrder() {
-		if t == TransportQUIC {
-			l, err = c.dialQUIC(ctx)
-		} else {
-			l, _, err = c.dialTCP(ctx)
-		}
+		l, _, err = c.dial(ctx, t)
 		if err == nil {
 			break
 		}
@@ -236,6 +232,9 @@ func checkIssued(pemCert string, key crypto.Signer, pool *x509.CertPool, site st
 		return nil, fmt.Errorf("issued certificate: %w", err)
 	}
 	leaf := certs[0]
+	if key == nil || pool == nil {
+		return nil, errors.New("checking the issued certificate needs the gateway's key and the hub CA")
+	}
 	want, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		return nil, err

@@ -86,12 +86,24 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		failures, refusals = 0, 0
+		refusals = 0
 		cause := c.serve(ctx, s)
 		if ctx.Err() != nil {
 			break
 		}
 		c.afterLoss(s, cause)
+		// A connection that ends soon after it opened counts as a failed
+		// attempt, so a hub that accepts and drops at once is not
+		// redialled in a tight loop.
+		if time.Since(s.opened) >= stableAfter || errors.Is(cause, errSwitchToQUIC) {
+			failures = 0
+			continue
+		}
+		delay := c.backoff(failures)
+		failures++
+		if !sleep(ctx, delay) {
+			break
+		}
 	}
 	return nil
 }
@@ -183,14 +195,7 @@ func (c *Client) transportOrder() []string {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	var errs []error
 	for _, t := range c.transportOrder() {
-		var l link
-		var via string
-		var err error
-		if t == TransportQUIC {
-			l, err = c.dialQUIC(ctx)
-		} else {
-			l, via, err = c.dialTCP(ctx)
-		}
+		l, via, err := c.dial(ctx, t)
 		if err != nil {
 			errs = append(errs, err)
 			if t == TransportQUIC && c.opts.Transport == TransportAuto && pathFailure(err) && ctx.Err() == nil {
@@ -215,6 +220,18 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		return s, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+// dial opens a link over transport t.
+func (c *Client) dial(ctx context.Context, t string) (link, string, error) {
+	if c.testDial != nil {
+		return c.testDial(ctx, t)
+	}
+	if t == TransportQUIC {
+		l, err := c.dialQUIC(ctx)
+		return l, "", err
+	}
+	return c.dialTCP(ctx)
 }
 
 // inspectionOnHello reports whether a hello refusal means that the hub
@@ -358,7 +375,7 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 			c.closeSession(s, "gateway shutting down")
 			return ctx.Err()
 		case <-reprobe:
-			if err := c.probeQUIC(sctx); err != nil {
+			if err := c.probe(sctx); err != nil {
 				c.metrics.probes.WithLabelValues("failed").Inc()
 				c.log.Debug("QUIC still gets no answer; staying on TCP", "err", err)
 				continue
@@ -370,6 +387,13 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 			return errSwitchToQUIC
 		}
 	}
+}
+
+func (c *Client) probe(ctx context.Context) error {
+	if c.testProbe != nil {
+		return c.testProbe(ctx)
+	}
+	return c.probeQUIC(ctx)
 }
 
 // sampleRTT keeps the RTT gauge current: from QUIC's estimator, or from a

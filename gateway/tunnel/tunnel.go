@@ -14,6 +14,7 @@
 package tunnel
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -58,6 +59,9 @@ const (
 	helloTimeout           = 10 * time.Second
 	drainTimeout           = 3 * time.Second
 	maxRefusedBackoff      = 15 * time.Minute
+	// stableAfter is how long a connection must last for the next
+	// redial to start without delay.
+	stableAfter = 10 * time.Second
 )
 
 // ErrClosed is returned by requests made after Close.
@@ -137,6 +141,10 @@ type Client struct {
 	renewedAt     time.Time
 	runDone       chan struct{}
 	running       bool
+
+	// testDial and testProbe replace the network in unit tests.
+	testDial  func(ctx context.Context, transport string) (link, string, error)
+	testProbe func(ctx context.Context) error
 }
 
 // New returns a client that is not yet connected.
