@@ -74,9 +74,10 @@ type vexHit struct {
 }
 
 // evaluateGroup computes the status of every release that any record or
-// statement of the group touches. Releases missing from the result are
-// not affected (component not present). The caller holds ix.mu for reading.
-func (e *Evaluator) evaluateGroup(g advisory.Group) map[*release]*releaseFinding {
+// statement of the group touches, or of release only when it is not nil.
+// Releases missing from the result are not affected (component not
+// present). The caller holds ix.mu for reading.
+func (e *Evaluator) evaluateGroup(g advisory.Group, only *release) map[*release]*releaseFinding {
 	ix := e.index
 	osv := map[*release]map[int32]ComponentFinding{}
 	type verdictKey struct {
@@ -89,6 +90,9 @@ func (e *Evaluator) evaluateGroup(g advisory.Group) map[*release]*releaseFinding
 	for _, rec := range g.Records {
 		for _, key := range rec.Packages() {
 			for _, p := range ix.byPackage[key] {
+				if only != nil && p.rel != only {
+					continue
+				}
 				c := &p.rel.doc.Components[p.comp]
 				vk := verdictKey{rec.ID, key, c.Identity.Distro, c.Version}
 				v, seen := cache[vk]
@@ -127,6 +131,19 @@ func (e *Evaluator) evaluateGroup(g advisory.Group) map[*release]*releaseFinding
 	parts := map[*release]map[int32]vexHit{}
 	for _, st := range g.Statements {
 		e.applyStatement(st, whole, parts)
+	}
+	if only != nil {
+		// Statements are few, so they are matched fleet-wide and filtered.
+		for r := range whole {
+			if r != only {
+				delete(whole, r)
+			}
+		}
+		for r := range parts {
+			if r != only {
+				delete(parts, r)
+			}
+		}
 	}
 
 	out := map[*release]*releaseFinding{}

@@ -57,7 +57,9 @@ type Index struct {
 	subjects  map[string][]*release
 	devices   map[string]string              // device id to release target, "" when unknown
 	onRelease map[string]map[string]struct{} // release target to device ids
-	gen       uint64
+	// components is the number of components summed over releases.
+	components int
+	gen        uint64
 
 	releaseGauge   prometheus.Gauge
 	componentGauge prometheus.Gauge
@@ -129,6 +131,7 @@ func (ix *Index) AddRelease(target string, doc *sbom.Document) error {
 	}
 	r := &release{target: target, doc: doc}
 	ix.releases[target] = r
+	ix.components += len(doc.Components)
 	for i := range doc.Components {
 		c := &doc.Components[i]
 		if c.Excluded {
@@ -176,6 +179,7 @@ func (ix *Index) RemoveRelease(target string) bool {
 }
 
 func (ix *Index) unindexLocked(r *release) {
+	ix.components -= len(r.doc.Components)
 	drop := func(list []posting) []posting {
 		return slices.DeleteFunc(list, func(p posting) bool { return p.rel == r })
 	}
@@ -277,12 +281,8 @@ func (ix *Index) RemoveDevice(deviceID string) bool {
 
 func (ix *Index) changedLocked() {
 	ix.gen++
-	n := 0
-	for _, r := range ix.releases {
-		n += len(r.doc.Components)
-	}
 	ix.releaseGauge.Set(float64(len(ix.releases)))
-	ix.componentGauge.Set(float64(n))
+	ix.componentGauge.Set(float64(ix.components))
 	ix.deviceGauge.Set(float64(len(ix.devices)))
 }
 

@@ -15,7 +15,8 @@ type RiskOptions struct {
 	// move to, in order of preference, as entitlement policy decides. For a
 	// device without an entry, the candidates are the indexed releases
 	// whose SBOM subject has the same name as its current one and a higher
-	// version, lowest version first.
+	// version, lowest version first. At most maxCandidates (64) are
+	// considered per device.
 	Candidates map[string][]string
 	// Limit caps the number of devices listed; 0 lists all.
 	Limit int
@@ -70,14 +71,19 @@ type openFinding struct {
 	fixedIn string
 }
 
+// maxCandidates bounds how many candidate releases Risk checks per device,
+// nearest first.
+// NOTE: a fleet with more than 64 newer releases of one product only has
+// the first 64 considered as fix releases.
+const maxCandidates = 64
+
 // Risk evaluates every vulnerability the store knows against every device.
 func (e *Evaluator) Risk(opts RiskOptions) RiskReport {
 	groups := e.advisories.Groups()
-	type rating struct {
+	ratings := make([]struct {
 		label string
 		score float64
-	}
-	ratings := make([]rating, len(groups))
+	}, len(groups))
 	for i, g := range groups {
 		ratings[i].label, ratings[i].score = g.Rating()
 	}
@@ -89,7 +95,7 @@ func (e *Evaluator) Risk(opts RiskOptions) RiskReport {
 	open := map[*release][]openFinding{}
 	unknown := map[*release]int{}
 	for i, g := range groups {
-		findings[i] = e.evaluateGroup(g)
+		findings[i] = e.evaluateGroup(g, nil)
 		for r, f := range findings[i] {
 			switch f.status {
 			case advisory.StatusAffected, advisory.StatusUnderInvestigation:
@@ -106,86 +112,46 @@ func (e *Evaluator) Risk(opts RiskOptions) RiskReport {
 			}
 		}
 	}
-	// fixes reports whether release c closes group i: it is indexed and
-	// neither affected nor under investigation there.
-	fixes := func(i int, c *release) bool {
-		f, ok := findings[i][c]
-		if !ok {
-			return true
-		}
-		return f.status == advisory.StatusFixed || f.status == advisory.StatusNotAffected
+	for _, list := range open {
+		slices.SortFunc(list, func(a, b openFinding) int { return a.group - b.group })
 	}
-	fallback := map[*release][]*release{}
+	rc := &riskContext{groups: groups, findings: findings, products: ix.productOrder()}
+	for i := range ratings {
+		rc.labels = append(rc.labels, ratings[i].label)
+		rc.scores = append(rc.scores, ratings[i].score)
+	}
 
+	// Devices on the same release with the fallback candidates share one
+	// computation.
+	shared := map[*release]DeviceRisk{}
 	rep := RiskReport{Vulnerabilities: len(groups)}
 	for _, d := range ix.devicesLocked() {
 		target := ix.devices[d]
 		r := ix.releases[target]
-		dr := DeviceRisk{Device: d, Release: target}
 		if r == nil {
 			// Without an SBOM nothing can be ruled out.
-			dr.Unknown = len(groups)
-			if dr.Unknown > 0 {
-				rep.Devices = append(rep.Devices, dr)
+			if len(groups) > 0 {
+				rep.Devices = append(rep.Devices, DeviceRisk{Device: d, Release: target, Unknown: len(groups)})
 			}
 			continue
 		}
-		dr.Unknown = unknown[r]
-		var candidates []*release
+		var dr DeviceRisk
 		if list, ok := opts.Candidates[d]; ok {
+			var candidates []*release
 			for _, t := range list {
-				if c := ix.releases[t]; c != nil && c != r {
+				if c := ix.releases[t]; c != nil && c != r && len(candidates) < maxCandidates {
 					candidates = append(candidates, c)
 				}
 			}
+			dr = rc.deviceRisk(r, open[r], candidates)
 		} else {
-			if _, ok := fallback[r]; !ok {
-				fallback[r] = ix.sameProductNewer(r)
-			}
-			candidates = fallback[r]
-		}
-		fixCount := make([]int, len(candidates))
-		for _, of := range open[r] {
-			ov := OpenVulnerability{
-				Vulnerability: groups[of.group].ID, IDs: groups[of.group].IDs,
-				Severity: ratings[of.group].label, Score: ratings[of.group].score,
-				Status: of.status, FixedIn: of.fixedIn,
-			}
-			for k, c := range candidates {
-				if fixes(of.group, c) {
-					if ov.FixRelease == "" {
-						ov.FixRelease = c.target
-					}
-					fixCount[k]++
-				}
-			}
-			if of.status == advisory.StatusAffected {
-				dr.Affected++
-			} else {
-				dr.UnderInvestigation++
-			}
-			if advisory.SeverityRank(ov.Severity) > advisory.SeverityRank(dr.MaxSeverity) {
-				dr.MaxSeverity = ov.Severity
-			}
-			dr.Vulnerabilities = append(dr.Vulnerabilities, ov)
-		}
-		for k, n := range fixCount {
-			if n > dr.RecommendedFixes {
-				dr.RecommendedRelease, dr.RecommendedFixes = candidates[k].target, n
+			var ok bool
+			if dr, ok = shared[r]; !ok {
+				dr = rc.deviceRisk(r, open[r], rc.newer(r))
+				shared[r] = dr
 			}
 		}
-		slices.SortFunc(dr.Vulnerabilities, func(a, b OpenVulnerability) int {
-			if ra, rb := advisory.SeverityRank(a.Severity), advisory.SeverityRank(b.Severity); ra != rb {
-				return rb - ra
-			}
-			if a.Score != b.Score {
-				if a.Score > b.Score {
-					return -1
-				}
-				return 1
-			}
-			return strings.Compare(a.Vulnerability, b.Vulnerability)
-		})
+		dr.Device, dr.Release, dr.Unknown = d, target, unknown[r]
 		if dr.Affected+dr.UnderInvestigation+dr.Unknown > 0 {
 			rep.Devices = append(rep.Devices, dr)
 		}
@@ -207,28 +173,111 @@ func (e *Evaluator) Risk(opts RiskOptions) RiskReport {
 	return rep
 }
 
-// sameProductNewer returns the indexed releases whose SBOM subject has r's
-// subject name and a higher version, lowest version first.
-func (ix *Index) sameProductNewer(r *release) []*release {
+// riskContext holds what Risk computed once for all devices.
+type riskContext struct {
+	groups   []advisory.Group
+	labels   []string
+	scores   []float64
+	findings []map[*release]*releaseFinding
+	products map[string][]*release
+}
+
+// fixes reports whether release c closes group i: it is neither affected
+// nor under investigation there.
+func (rc *riskContext) fixes(i int, c *release) bool {
+	f, ok := rc.findings[i][c]
+	if !ok {
+		return true
+	}
+	return f.status == advisory.StatusFixed || f.status == advisory.StatusNotAffected
+}
+
+// newer returns up to maxCandidates releases of r's product (same subject
+// name) with a higher subject version, lowest first.
+func (rc *riskContext) newer(r *release) []*release {
 	s := r.doc.Subject
 	if s == nil || s.Name == "" || s.Version == "" {
 		return nil
 	}
-	var out []*release
-	for _, c := range ix.subjects["name:"+strings.ToLower(s.Name)] {
-		if c == r || c.doc.Subject == nil || c.doc.Subject.Version == "" {
-			continue
+	list := rc.products[strings.ToLower(s.Name)]
+	i, _ := slices.BinarySearchFunc(list, s.Version, func(c *release, v string) int {
+		return compareReleaseVersions(c.doc.Subject.Version, v)
+	})
+	for i < len(list) && compareReleaseVersions(list[i].doc.Subject.Version, s.Version) <= 0 {
+		i++
+	}
+	end := min(len(list), i+maxCandidates)
+	return list[i:end]
+}
+
+func (rc *riskContext) deviceRisk(r *release, open []openFinding, candidates []*release) DeviceRisk {
+	var dr DeviceRisk
+	fixCount := make([]int, len(candidates))
+	for _, of := range open {
+		g := rc.groups[of.group]
+		ov := OpenVulnerability{
+			Vulnerability: g.ID, IDs: g.IDs, Severity: rc.labels[of.group], Score: rc.scores[of.group],
+			Status: of.status, FixedIn: of.fixedIn,
 		}
-		if compareReleaseVersions(c.doc.Subject.Version, s.Version) > 0 {
-			out = append(out, c)
+		for k, c := range candidates {
+			if rc.fixes(of.group, c) {
+				if ov.FixRelease == "" {
+					ov.FixRelease = c.target
+				}
+				fixCount[k]++
+			}
+		}
+		if of.status == advisory.StatusAffected {
+			dr.Affected++
+		} else {
+			dr.UnderInvestigation++
+		}
+		if advisory.SeverityRank(ov.Severity) > advisory.SeverityRank(dr.MaxSeverity) {
+			dr.MaxSeverity = ov.Severity
+		}
+		dr.Vulnerabilities = append(dr.Vulnerabilities, ov)
+	}
+	for k, n := range fixCount {
+		if n > dr.RecommendedFixes {
+			dr.RecommendedRelease, dr.RecommendedFixes = candidates[k].target, n
 		}
 	}
-	slices.SortFunc(out, func(a, b *release) int {
-		if c := compareReleaseVersions(a.doc.Subject.Version, b.doc.Subject.Version); c != 0 {
-			return c
+	slices.SortFunc(dr.Vulnerabilities, func(a, b OpenVulnerability) int {
+		if ra, rb := advisory.SeverityRank(a.Severity), advisory.SeverityRank(b.Severity); ra != rb {
+			return rb - ra
 		}
-		return strings.Compare(a.target, b.target)
+		if a.Score != b.Score {
+			if a.Score > b.Score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Vulnerability, b.Vulnerability)
 	})
+	return dr
+}
+
+// productOrder groups the releases that have a subject name and version
+// by lowercased subject name, each list sorted by version, lowest first.
+// The caller holds ix.mu for reading.
+func (ix *Index) productOrder() map[string][]*release {
+	out := map[string][]*release{}
+	for _, r := range ix.releases {
+		s := r.doc.Subject
+		if s == nil || s.Name == "" || s.Version == "" {
+			continue
+		}
+		k := strings.ToLower(s.Name)
+		out[k] = append(out[k], r)
+	}
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b *release) int {
+			if c := compareReleaseVersions(a.doc.Subject.Version, b.doc.Subject.Version); c != 0 {
+				return c
+			}
+			return strings.Compare(a.target, b.target)
+		})
+	}
 	return out
 }
 

@@ -53,8 +53,12 @@ func (e *Evaluator) Status(deviceID, vulnID string) (DeviceStatus, error) {
 	if !ok {
 		return DeviceStatus{}, fmt.Errorf("status of %q for %s: %w", deviceID, vulnID, ErrUnknownDevice)
 	}
-	findings := e.evaluateGroup(g)
-	return deviceStatus(deviceID, target, g, ix.releases[target], findings), nil
+	r := ix.releases[target]
+	var findings map[*release]*releaseFinding
+	if r != nil {
+		findings = e.evaluateGroup(g, r)
+	}
+	return deviceStatus(deviceID, target, g, r, findings), nil
 }
 
 func deviceStatus(deviceID, target string, g advisory.Group, r *release, findings map[*release]*releaseFinding) DeviceStatus {
@@ -119,7 +123,7 @@ func (e *Evaluator) Exposure(vulnID string, opts ExposureOptions) ExposureReport
 	ix := e.index
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	findings := e.evaluateGroup(g)
+	findings := e.evaluateGroup(g, nil)
 	// Devices sharing a release share its status, so it is computed once per
 	// release.
 	for target, devices := range ix.onRelease {
