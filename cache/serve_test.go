@@ -1,0 +1,225 @@
+package cache
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+type rangeCase struct {
+	name      string
+	method    string
+	hdr       []string
+	status    int
+	body      func(img []byte) []byte // nil: not checked
+	parts     [][2]int                // multi-range parts, [start, end)
+	contRange func(n int) string      // expected Content-Range, "" when none
+	needsAll  bool                    // reads bytes past what a paused fill holds
+}
+
+func rangeCases(etag string) []rangeCase {
+	slice := func(a, b int) func([]byte) []byte { return func(img []byte) []byte { return img[a:b] } }
+	return []rangeCase{
+		{name: "one range", hdr: []string{"Range", "bytes=0-99"}, status: 206, body: slice(0, 100),
+			contRange: func(n int) string { return fmt.Sprintf("bytes 0-99/%d", n) }},
+		{name: "two ranges", hdr: []string{"Range", "bytes=0-9,20-29"}, status: 206, parts: [][2]int{{0, 10}, {20, 30}}},
+		{name: "unsatisfiable range", hdr: []string{"Range", "bytes=99999999-"}, status: 416,
+			contRange: func(n int) string { return fmt.Sprintf("bytes */%d", n) }},
+		{name: "If-Range with the ETag", hdr: []string{"Range", "bytes=10-19", "If-Range", etag}, status: 206, body: slice(10, 20)},
+		{name: "If-None-Match with the ETag", hdr: []string{"If-None-Match", etag}, status: 304},
+		{name: "HEAD", method: http.MethodHead, status: 200, body: func([]byte) []byte { return nil }},
+		{name: "suffix range", hdr: []string{"Range", "bytes=-100"}, status: 206, needsAll: true,
+			body: func(img []byte) []byte { return img[len(img)-100:] },
+			contRange: func(n int) string { return fmt.Sprintf("bytes %d-%d/%d", n-100, n-1, n) }},
+		{name: "open range", hdr: []string{"Range", "bytes=100-"}, status: 206, needsAll: true,
+			body: func(img []byte) []byte { return img[100:] }},
+		{name: "If-Range with another ETag", hdr: []string{"Range", "bytes=10-19", "If-Range", `"sha256:00"`}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "whole body", status: 200, needsAll: true, body: func(img []byte) []byte { return img }},
+	}
+}
+
+func checkRange(t *testing.T, url string, img []byte, tc rangeCase) {
+	t.Helper()
+	method := tc.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(tc.hdr); i += 2 {
+		req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", tc.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: reading body: %v", tc.name, err)
+	}
+	if resp.StatusCode != tc.status {
+		t.Fatalf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+	}
+	if want := `"sha256:` + sha256hex(img) + `"`; resp.StatusCode != 416 && resp.Header.Get("ETag") != want {
+		t.Errorf("%s: ETag %q, want %q", tc.name, resp.Header.Get("ETag"), want)
+	}
+	if tc.contRange != nil {
+		if got, want := resp.Header.Get("Content-Range"), tc.contRange(len(img)); got != want {
+			t.Errorf("%s: Content-Range %q, want %q", tc.name, got, want)
+		}
+	}
+	if tc.method == http.MethodHead {
+		if got := resp.Header.Get("Content-Length"); got != strconv.Itoa(len(img)) {
+			t.Errorf("HEAD: Content-Length %q, want %d", got, len(img))
+		}
+	}
+	if tc.body != nil && !bytes.Equal(body, tc.body(img)) {
+		t.Errorf("%s: body of %d bytes differs from the %d expected", tc.name, len(body), len(tc.body(img)))
+	}
+	if tc.parts != nil {
+		_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if err != nil {
+			t.Fatalf("%s: Content-Type %q: %v", tc.name, resp.Header.Get("Content-Type"), err)
+		}
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for i, p := range tc.parts {
+			part, err := mr.NextPart()
+			if err != nil {
+				t.Fatalf("%s: part %d: %v", tc.name, i, err)
+			}
+			got, _ := io.ReadAll(part)
+			if want := img[p[0]:p[1]]; !bytes.Equal(got, want) {
+				t.Errorf("%s: part %d is %d bytes that differ from bytes %d-%d", tc.name, i, len(got), p[0], p[1]-1)
+			}
+			if cr, want := part.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-%d/%d", p[0], p[1]-1, len(img)); cr != want {
+				t.Errorf("%s: part %d Content-Range %q, want %q", tc.name, i, cr, want)
+			}
+		}
+		if _, err := mr.NextPart(); err != io.EOF {
+			t.Errorf("%s: more parts than the %d asked for", tc.name, len(tc.parts))
+		}
+	}
+}
+
+// TestDeviceDownloadRanges checks Range, If-Range, 206, 416, multi-range,
+// HEAD and the ETag for a committed blob and for one that is still being
+// filled from upstream.
+func TestDeviceDownloadRanges(t *testing.T) {
+	for _, mode := range []string{"committed", "filling"} {
+		t.Run(mode, func(t *testing.T) {
+			r, img := smallRepo(t)
+			up := newUpstream(t, r)
+			g := newGW(t, up)
+			g.mustRefresh()
+			etag := `"sha256:` + sha256hex(img) + `"`
+			url := g.blobURL(img)
+			release := make(chan struct{})
+			if mode == "committed" {
+				if err := g.mirror.Prefetch(t.Context(), "pump/pump.img"); err != nil {
+					t.Fatal(err)
+				}
+				close(release)
+			} else {
+				up.hook(targetName("pump/pump.img", img), gated(img, len(img)/2, release))
+				// A first request starts the fill; wait until it paused.
+				go func() { _, _, _ = get(t, url) }()
+				waitFor(t, "the fill to pause", func() bool {
+					f := g.blobs.Running(sha256hex(img))
+					return f != nil && f.Written() >= int64(len(img)/2)
+				})
+			}
+			var wg sync.WaitGroup
+			for _, tc := range rangeCases(etag) {
+				if !tc.needsAll {
+					t.Run(tc.name, func(t *testing.T) { checkRange(t, url, img, tc) })
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					t.Run(tc.name, func(t *testing.T) { checkRange(t, url, img, tc) })
+				}()
+			}
+			if mode == "filling" {
+				if g.blobs.Has(sha256hex(img)) {
+					t.Fatalf("blob committed before the upstream was released; the filling cases did not run against a fill")
+				}
+				close(release)
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestCurlRangeDownload(t *testing.T) {
+	needCurl(t)
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	body, status, err := curlGet(t, g.blobURL(img), "-r", "1000-1999")
+	if err != nil || status != http.StatusPartialContent || !bytes.Equal(body, img[1000:2000]) {
+		t.Fatalf("curl -r 1000-1999: status %d, %d bytes, err %v; want 206 and those bytes", status, len(body), err)
+	}
+	body, status, err = curlGet(t, g.blobURL(img), "-C", "-", "--fail")
+	if err != nil || status != http.StatusOK || !bytes.Equal(body, img) {
+		t.Fatalf("curl whole body: status %d, %d bytes, err %v", status, len(body), err)
+	}
+}
+
+func TestRetryAfterHasJitter(t *testing.T) {
+	seen := map[int]bool{}
+	for range 200 {
+		s := RetryAfterSeconds(10 * time.Second)
+		if s < 10 || s > 15 {
+			t.Fatalf("Retry-After %d for a base of 10s, want 10 to 15", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("200 Retry-After values took %d distinct values, want jitter", len(seen))
+	}
+	if s := RetryAfterSeconds(0); s < 1 {
+		t.Errorf("Retry-After %d for a zero base, want at least 1", s)
+	}
+	rec := httptest.NewRecorder()
+	RetryLater(rec, 30*time.Second, "blob %s is not cached yet", "abc")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("RetryLater: status %d, Retry-After %q; want 503 with a value", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+// TestFailedFillAsksDevicesToComeBack: after an upstream fill fails, the
+// next device is told to come back later (503, Retry-After) instead of
+// starting another upstream fetch at once.
+func TestFailedFillAsksDevicesToComeBack(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up, func(o *MirrorOptions, _ *blobOptions) { o.FailureBackoff = time.Hour })
+	g.mustRefresh()
+	name := targetName("pump/pump.img", img)
+	up.hook(name, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "gone", http.StatusNotFound) })
+	if _, _, err := get(t, g.blobURL(img)); err == nil {
+		t.Fatalf("download of a target upstream lacks ended cleanly, want an aborted response")
+	}
+	waitFor(t, "the fill to end", func() bool { return g.blobs.Running(sha256hex(img)) == nil })
+	resp, _, err := get(t, g.blobURL(img))
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("download after a failed fill: %v %v, want 503 with Retry-After", resp.StatusCode, err)
+	}
+	if n := up.count(name); n != 1 {
+		t.Errorf("upstream requests: got %d, want 1 during the backoff", n)
+	}
+}
