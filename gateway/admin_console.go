@@ -39,7 +39,9 @@ func roleString(r console.Role) string {
 	return r.String()
 }
 
-func (b consoleBackend) Overview(ctx context.Context) (console.Overview, error) { return b.g.overview(ctx) }
+func (b consoleBackend) Overview(ctx context.Context) (console.Overview, error) {
+	return b.g.overview(ctx)
+}
 
 func (b consoleBackend) Devices(ctx context.Context, f console.DeviceFilter) (console.DeviceList, error) {
 	return b.g.deviceList(ctx, f)

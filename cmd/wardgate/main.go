@@ -5,7 +5,10 @@
 //	wardgate serve [-config FILE]              run the gateway
 //	wardgate status [-admin ADDR]              print a one-screen summary
 //	wardgate devices [-admin ADDR]             list the device inventory
-//	wardgate audit verify [-config FILE]       check the audit chain (gateway stopped)
+//	wardgate audit verify|export [flags]       check the audit chain; export a time range
+//	wardgate token create|list|revoke [flags]  manage API tokens for the admin API and console
+//	wardgate backup [-config FILE] FILE        write a consistent backup, also while running
+//	wardgate restore [-config FILE] FILE       restore a backup into a fresh data folder
 package main
 
 import (
@@ -30,7 +33,10 @@ commands:
   serve     run the gateway (embedded defaults when there is no config file)
   status    print a one-screen summary of a running gateway
   devices   list the device inventory of a running gateway
-  audit     verify the audit chain: audit verify
+  audit     verify the audit chain or export it: audit verify, audit export
+  token     manage API tokens: token create, token list, token revoke
+  backup    write a consistent backup of the data folder: backup FILE
+  restore   restore a backup into a fresh data folder: restore FILE
 `
 
 func main() {
@@ -61,7 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "devices":
 		return cmdDevices(ctx, args[1:], stdout)
 	case "audit":
-		return cmdAudit(ctx, args[1:], stdout)
+		return cmdAudit(ctx, args[1:], stdout, stderr)
+	case "token":
+		return cmdToken(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return cmdRestore(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
