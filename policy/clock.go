@@ -15,7 +15,7 @@ func (c FixedClock) Now() time.Time { return c.T }
 // Trusted reports !c.Untrusted.
 func (c FixedClock) Trusted() bool { return !c.Untrusted }
 
-// untrustedClock stands in for a nil Clock: it returns the system time
+// untrustedClock replaces a nil Clock. It returns the system time
 // but never claims to be trusted, so windows stay closed.
 type untrustedClock struct{}
 

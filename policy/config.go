@@ -31,7 +31,7 @@ type Config struct {
 
 	// EnforceEntitlements withholds every release that is not a security
 	// fix while no entitlements document is loaded. A loaded document is
-	// always enforced, whatever this says.
+	// always enforced, whatever this field is set to.
 	EnforceEntitlements bool
 	// Entitlements is the document in force at start.
 	// Evaluator.SetEntitlements replaces it.
@@ -47,7 +47,7 @@ type Config struct {
 
 	// RequireApproval withholds every release until an approval or an
 	// approval rule covers it. Approval is also required, whatever this
-	// says, once any approval rule or approval exists.
+	// field is set to, once any approval rule or approval exists.
 	RequireApproval bool
 	// ApprovalRules approve matching releases automatically.
 	ApprovalRules []ApprovalRule

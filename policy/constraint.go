@@ -10,11 +10,13 @@ import (
 //
 // Syntax: one or more alternatives separated by "||". Each alternative is
 // one or more comparisons separated by commas or spaces, all of which must
-// hold. A comparison is an operator followed by a version: "=" or "==",
-// "!=", ">", ">=", "<", "<=", "~" (same major and minor, at least the
-// given version: "~1.4.2" is ">=1.4.2, <1.5") or "^" (same major, at least
-// the given version: "^1.4.2" is ">=1.4.2, <2" and "^0.4.2" is ">=0.4.2,
-// <0.5"). A bare version means "=". "*" alone matches every version.
+// hold. A comparison is an operator followed by a version. The operators
+// are "=" or "==", "!=", ">", ">=", "<", "<=", "~" and "^", and a bare
+// version means "=". As in npm, "~" keeps the major and minor version
+// ("~1.4.2" is ">=1.4.2, <1.5" and "~1" is ">=1, <2"), and "^" keeps the
+// leftmost non-zero component ("^1.4.2" is ">=1.4.2, <2", "^0.4.2" is
+// ">=0.4.2, <0.5" and "^0.0.3" is ">=0.0.3, <0.0.4"). "*" alone matches
+// every version.
 // Comparisons use the order of CompareVersions, so a pre-release of 3.0.0
 // satisfies "<3".
 type Constraint struct {
@@ -105,13 +107,19 @@ func parseComparison(f string) ([]comparison, error) {
 // upperBound returns the exclusive bound of a tilde or caret range.
 func upperBound(v Version, op string) Version {
 	major, minor, patch := v.num(0), v.num(1), v.num(2)
+	// As in npm, a tilde on a bare major version allows its minor
+	// versions ("~1" is "<2"), and a caret keeps the leftmost component
+	// that is non-zero or written last ("^0.0" is "<0.1").
+	written := writtenComponents(v.raw)
 	var bound string
 	switch {
+	case op == "~" && written == 1:
+		bound = strconv.FormatUint(major+1, 10) + ".0.0"
 	case op == "~":
 		bound = strconv.FormatUint(major, 10) + "." + strconv.FormatUint(minor+1, 10) + ".0"
-	case major > 0:
+	case major > 0 || written == 1:
 		bound = strconv.FormatUint(major+1, 10) + ".0.0"
-	case minor > 0:
+	case minor > 0 || written == 2:
 		bound = "0." + strconv.FormatUint(minor+1, 10) + ".0"
 	default:
 		bound = "0.0." + strconv.FormatUint(patch+1, 10)
@@ -120,6 +128,15 @@ func upperBound(v Version, op string) Version {
 	// next version ("2.0.0-rc.1") fall outside "^1.4".
 	b, _ := ParseVersion(bound + "-0")
 	return b
+}
+
+// writtenComponents counts the numeric components written in a version,
+// before any pre-release or build suffix.
+func writtenComponents(raw string) int {
+	if i := strings.IndexAny(raw, "-+"); i >= 0 {
+		raw = raw[:i]
+	}
+	return strings.Count(raw, ".") + 1
 }
 
 // String returns the constraint as it was written.

@@ -41,42 +41,51 @@
 //
 // A device that reports InClinicalUse is never offered an install. While
 // the clock is not trusted every window counts as closed and no download
-// is allowed either, because entitlement periods cannot be checked. An
-// install starts only if Release.InstallDuration fits before the open
-// window closes.
+// is allowed either, because entitlement periods cannot be checked. A nil
+// Clock counts as never trusted. An install starts only if
+// Release.InstallDuration fits before the open window closes.
+//
+// An Evaluator caches what it derives from each release target, and the
+// window results per group combination and install duration, so deciding
+// a fleet stays cheap. A release whose metadata changes under the same
+// target is prepared again.
 //
 // # Versions
 //
 // Versions are ordered by semantic versioning, leniently: a leading "v"
 // and any number of numeric components are accepted, and missing
 // components count as 0. Strings that are not versions in this sense are
-// ordered by a natural-order fallback that CompareVersions describes. No version
-// string makes a comparison fail.
+// ordered by a natural-order fallback that CompareVersions describes. No
+// version string makes a comparison fail.
 //
 // # Windows
 //
 // ParseWindow documents the spec forms (weekly, cron with a length, and
 // one-time) and the daylight-saving rules, and ParseBlackout documents
 // blackouts. Cron fields follow Vixie cron: minute 0-59, hour 0-23, day
-// of month 1-31, month 1-12 or JAN-DEC, day of week 0-7 or SUN-SAT (0
-// and 7 are Sunday), with "*", lists, ranges, steps ("*/15", "1-5/2") and the
-// macros @yearly, @monthly, @weekly, @daily and @hourly. When both day
-// fields are restricted, a day matches if either does. Groups choose a
-// device's windows: see Group.
+// of month 1-31, month 1-12 or JAN-DEC, and day of week 0-7 or SUN-SAT,
+// where 0 and 7 are Sunday. Fields take "*", lists, ranges and steps
+// ("*/15", "1-5/2"), and the macros @yearly, @monthly, @weekly, @daily
+// and @hourly replace all five. When both day fields are restricted, a
+// day matches if either does. Group describes how groups choose a
+// device's windows. A one-time window that has passed makes the decision
+// window-expired, rather than a silent wait, when no other window opens.
 //
 // # Entitlements
 //
 // The manufacturer publishes an entitlements document as a TUF target,
-// EntitlementsDocument describes its JSON form and signature. TUF
-// verifies delivery and freshness. ParseEntitlements parses it, and
-// Evaluator.SetEntitlements verifies its own ed25519 signatures against
-// Config.EntitlementKeys, rejects an expired document and one older than
-// the loaded one. A release marked SecurityFix is offered regardless of
-// entitlement.
+// and EntitlementsDocument describes its JSON form and signature. TUF
+// verifies delivery and freshness. ParseEntitlements parses the
+// document, and Evaluator.SetEntitlements verifies its own ed25519
+// signatures against Config.EntitlementKeys and rejects a document that
+// has expired or is older than the loaded one. A release marked
+// SecurityFix is offered regardless of entitlement. A device that is not
+// entitled gets Offer and Download false, with the reason.
 //
 // # Rollouts
 //
 // Rollout is a state machine that the gateway persists: Rollout.Apply
-// takes events and returns the next state and the transitions. Decisions
-// follow the rollouts given to Evaluator.PutRollout.
+// takes events and returns the next state and the transitions, for the
+// audit trail. Decisions follow the rollouts given to
+// Evaluator.PutRollout, so the gateway calls it after each Apply.
 package policy

@@ -146,7 +146,7 @@ func (e *Evaluator) PutRollout(r Rollout) {
 	e.state.Store(&st)
 }
 
-// RemoveRollout forgets the rollout with the given ID.
+// RemoveRollout removes the rollout with the given ID.
 func (e *Evaluator) RemoveRollout(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

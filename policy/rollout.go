@@ -107,7 +107,7 @@ type Rollout struct {
 	StartedAt       time.Time `json:"started_at,omitzero"`
 	HaltedAt        time.Time `json:"halted_at,omitzero"`
 	EndedAt         time.Time `json:"ended_at,omitzero"`
-	// Reason says why the rollout was halted, completed or cancelled.
+	// Reason explains why the rollout was halted, completed or cancelled.
 	Reason string `json:"reason,omitempty"`
 }
 

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Plan says how a rollout proceeds. The zero Plan is a canary wave of 10%
+// Plan describes how a rollout proceeds. The zero Plan is a canary wave of 10%
 // of the group (at least one device), then the rest. It halts at the
 // first failure, and a device that does not check in on the new version
 // within DefaultDeviceTimeout fails.

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Blackout is a period in which no install may start, whatever the
-// windows say, parsed by ParseBlackout.
+// Blackout is a period in which no install may start, even inside a
+// window, parsed by ParseBlackout.
 type Blackout struct {
 	spec       string
 	loc        *time.Location
@@ -250,7 +250,7 @@ func (s *Schedule) compute(from int64) *pieceCache {
 	case c.complete:
 		c.until = from + searchHorizon
 	default:
-		// Keep two periods ahead, so Status always knows the next one.
+		// Keep two periods ahead, so Status always has the next one.
 		c.until = c.pieces[n-2].end
 	}
 	return c

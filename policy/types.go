@@ -4,7 +4,7 @@ import (
 	"time"
 )
 
-// Device is the inventory record of one device, as the gateway knows it at
+// Device is the inventory record of one device, as the gateway records it at
 // check-in.
 type Device struct {
 	// Manufacturer and Serial identify the device.
