@@ -310,15 +310,22 @@ func (r *Relay) Pending() (uploads uint64, batches int64) {
 func (r *Relay) seal(ctx context.Context, all bool) error {
 	r.sealMu.Lock()
 	defer r.sealMu.Unlock()
+	limit := r.opts.MaxSealBatches
 	for {
-		n, err := r.sealOnce(ctx, all)
-		if err != nil || n < r.opts.MaxSealBatches {
+		n, err := r.sealOnce(ctx, all, limit)
+		if errors.Is(err, badger.ErrTxnTooBig) && limit > 1 {
+			// The payload does not fit one badger transaction: seal the
+			// backlog in smaller uploads.
+			limit /= 2
+			continue
+		}
+		if err != nil || n < limit {
 			return err
 		}
 	}
 }
 
-func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
+func (r *Relay) sealOnce(ctx context.Context, all bool, limit int) (int, error) {
 	now := r.opts.Now()
 	r.q.mu.Lock()
 	sealed := r.q.sealed
@@ -330,7 +337,7 @@ func (r *Relay) sealOnce(ctx context.Context, all bool) (int, error) {
 	err := r.q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEntry, PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
-		for it.Seek(entryKey(sealed + 1)); it.Valid() && agg.batches < r.opts.MaxSealBatches; it.Next() {
+		for it.Seek(entryKey(sealed + 1)); it.Valid() && agg.batches < limit; it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

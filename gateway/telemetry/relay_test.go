@@ -353,3 +353,30 @@ func TestNewRelayRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestSealSplitsLongBacklog(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	q, err := telemetry.OpenQueue(db, telemetry.QueueOptions{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	h := newHub(t)
+	r, err := telemetry.NewRelay(q, h.uploader(testSite), telemetry.RelayOptions{SiteID: testSite, MinCellDevices: 1, MaxSealBatches: 2, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		appendN(t, q, device(i), 1)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	uploads, events, _ := h.totals(t)
+	if uploads != 3 {
+		t.Errorf("uploads: got %d, want 3 (2+2+1 batches)", uploads)
+	}
+	if events != 5 {
+		t.Errorf("events: got %d, want 5", events)
+	}
+}
