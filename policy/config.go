@@ -33,8 +33,9 @@ type Config struct {
 	// fix while no entitlements document is loaded. A loaded document is
 	// always enforced, whatever this field is set to.
 	EnforceEntitlements bool
-	// Entitlements is the document in force at start.
-	// Evaluator.SetEntitlements replaces it.
+	// Entitlements is the document in force at start. NewEvaluator
+	// verifies its signatures but accepts it when expired, so decisions
+	// report the expiry. Evaluator.SetEntitlements replaces it.
 	Entitlements *Entitlements
 	// EntitlementKeys are the manufacturer's ed25519 public keys for
 	// entitlement documents. A document that carries signatures must be

@@ -247,3 +247,23 @@ func TestEnforceEntitlementsWithoutDocument(t *testing.T) {
 		t.Fatalf("security fix: got %v, want offered", dec.Reasons)
 	}
 }
+
+func TestNewEvaluatorEntitlements(t *testing.T) {
+	pub, priv := testKey(t)
+	ents, err := ParseEntitlements(signedDocument(t, priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := FixedClock{T: time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)}
+	e, err := NewEvaluator(Config{Entitlements: ents, EntitlementKeys: []ed25519.PublicKey{pub}}, late)
+	if err != nil {
+		t.Fatalf("starting with an expired document: got %v, want it loaded", err)
+	}
+	if dec := e.Decide(baseDevice(), baseRelease()); dec.Offer || dec.Reasons[0].Code != CodeEntitlementsInvalid {
+		t.Fatalf("got %v, want entitlements-invalid first", dec.Reasons)
+	}
+	otherPub, _ := testKey(t)
+	if _, err := NewEvaluator(Config{Entitlements: ents, EntitlementKeys: []ed25519.PublicKey{otherPub}}, late); err == nil {
+		t.Fatal("starting with a document signed by an unknown key: got no error, want one")
+	}
+}

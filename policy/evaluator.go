@@ -65,7 +65,9 @@ func NewEvaluator(cfg Config, clock Clock) (*Evaluator, error) {
 	}
 	st := &runtimeState{}
 	if cfg.Entitlements != nil {
-		if err := e.verifyEntitlements(cfg.Entitlements, nil); err != nil {
+		// An expired document is loaded all the same, so a gateway whose
+		// stored document lapsed still starts and reports why it withholds.
+		if err := cfg.Entitlements.Verify(cfg.EntitlementKeys, cfg.RequireSignedEntitlements); err != nil {
 			return nil, fmt.Errorf("checking policy config: %w", err)
 		}
 		st.entitlements = cfg.Entitlements
