@@ -5,6 +5,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	// The zone database embedded in Go is the fallback when the system has
+	// none, so maintenance windows never fail for lack of tzdata. The
+	// system copy, when present, is used first and may be newer.
+	_ "time/tzdata"
 )
 
 // MaxWindowLength is the longest a maintenance window may last.
