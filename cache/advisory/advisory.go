@@ -2,9 +2,9 @@
 // a JSON array of them), CycloneDX VEX (JSON or XML) and OpenVEX documents,
 // parsed from bytes that the gateway received verified through TUF or that
 // hospital IT imported. It evaluates OSV ranges exactly as the OSV schema
-// defines them (see Affected.Evaluate and package version for the
-// ecosystems whose order is known), joins ids through aliases, and keeps
-// the advisories in a Store that persists them in badger under the key
+// defines them; see Affected.Evaluate, and package version for the
+// ecosystems whose order is known. It joins ids through aliases and keeps
+// the advisories in a Store, which persists them in badger under the key
 // prefix "sbom/advisory/".
 package advisory
 
@@ -30,7 +30,7 @@ const (
 	StatusFixed              Status = "fixed"
 	StatusUnderInvestigation Status = "under_investigation"
 	// StatusUnknown means the question cannot be answered from the data
-	// at hand (no SBOM, an unknown version order, a GIT range); it is never
+	// at hand (no SBOM, an unknown version order, a GIT range). It is never
 	// read as not affected.
 	StatusUnknown Status = "unknown"
 )
@@ -113,7 +113,7 @@ func Parse(data []byte) (*Document, []Warning, error) {
 			doc.Records = append(doc.Records, rec)
 		}
 		if len(doc.Records) == 0 {
-			return nil, warnings, errors.New("OSV array holds no valid record")
+			return nil, warnings, errors.New("OSV array contains no valid record; each needs at least an id")
 		}
 	case '{':
 		kind, err := detectJSON(trimmed)

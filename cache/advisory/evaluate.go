@@ -15,7 +15,7 @@ import (
 type Verdict struct {
 	// Status is affected, not affected, fixed or unknown. Fixed means the
 	// version lies past a fixed or last_affected event of a range that it
-	// had entered, so it contains the fix; not affected means it is outside
+	// had entered, so it contains the fix. Not affected means it is outside
 	// every range and the versions list.
 	Status Status `json:"status"`
 	// Reason explains the status in a sentence.
@@ -265,7 +265,7 @@ func sortEvents(events []Event, order version.Order) ([]Event, error) {
 }
 
 // EvaluatePackage evaluates every affected entry of the record that names
-// pkg and combines them: affected if any entry says so, else unknown, else
+// pkg and combines them: affected if any entry is affected, else unknown, else
 // fixed, else not affected. ok is false when no entry names the package, or
 // when the record is withdrawn.
 func (o *OSV) EvaluatePackage(pkg sbom.PackageKey, distro, v string) (Verdict, bool) {

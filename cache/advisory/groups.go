@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Group is one vulnerability as the store knows it: every id that aliases
+// Group is one vulnerability as the store records it: every id that aliases
 // join (a CVE, its GHSA, an OSV record id), the OSV records about it and
 // the VEX statements that name any of its ids.
 type Group struct {

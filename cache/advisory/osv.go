@@ -59,7 +59,7 @@ type Range struct {
 	Type   string  `json:"type"`
 	Repo   string  `json:"repo,omitempty"`
 	Events []Event `json:"events"`
-	// Invalid says why the range breaks the schema's rules (an event with
+	// Invalid is the reason the range breaks the schema's rules (an event with
 	// no or several fields, no introduced event, both fixed and
 	// last_affected). An invalid range evaluates to unknown.
 	Invalid string `json:"invalid,omitempty"`
@@ -76,7 +76,7 @@ type Event struct {
 // Warning is a problem in an advisory document that did not stop the rest
 // of it from being read.
 type Warning struct {
-	// Location is where in the document the problem is, such as
+	// Location is the place in the document of the problem, such as
 	// "GHSA-xxxx affected[1].ranges[0]".
 	Location string `json:"location,omitempty"`
 	Message  string `json:"message"`

@@ -136,7 +136,7 @@ func TestParseOpenVEX(t *testing.T) {
 	}
 }
 
-// The CISA CycloneDX VEX case says product ABC 4.2 (metadata.component,
+// The CISA CycloneDX VEX case states that product ABC 4.2 (metadata.component,
 // bom-ref product-ABC) is not_affected by CVE-2021-44228: code_not_present,
 // response will_not_fix.
 func TestParseCycloneDXVEX(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // received with their source.
 const KeyPrefix = "sbom/advisory/"
 
-// Source says where an advisory document came from.
+// Source is the origin of an advisory document.
 type Source struct {
 	// Origin is "tuf" for documents verified through the TUF repository or
 	// "import" for files that hospital IT imported.
@@ -78,7 +78,7 @@ type vexEntry struct {
 	env stored
 }
 
-// Store holds the advisories the gateway knows, in memory for evaluation
+// Store contains the gateway's advisories, in memory for evaluation
 // and, when it has a database, in badger so that imports survive a
 // restart. It is safe for concurrent use.
 type Store struct {

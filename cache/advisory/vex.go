@@ -62,7 +62,7 @@ type Statement struct {
 	Sequence uint64 `json:"sequence,omitempty"`
 }
 
-// Product is what a statement is about: a whole product (a release) or a
+// Product is the subject of a statement: a whole product (a release) or a
 // package, named by any of these identifiers.
 type Product struct {
 	// Ref is the OpenVEX @id or the CycloneDX affects ref as written.
@@ -460,7 +460,7 @@ func (s Statement) IDs() []string {
 	return append([]string{s.Vulnerability}, s.Aliases...)
 }
 
-// Later reports whether s supersedes other: the later timestamp wins; at
+// Later reports whether s supersedes other. The later timestamp wins. At
 // equal timestamps the statement from the document added to the store
 // later wins, then the later statement in the same document.
 func (s Statement) Later(other Statement) bool {

@@ -51,7 +51,7 @@ type ComponentFinding struct {
 	// Source is "osv:ID" or "vex:DOCUMENT" for what decided the status.
 	Source string `json:"source"`
 	// FixedIn is the version that fixes an affected component, or that a
-	// fixed one has reached, where the OSV record says.
+	// fixed one has reached, where the OSV record names one.
 	FixedIn string `json:"fixed_in,omitempty"`
 	// Statement is the time of the deciding VEX statement.
 	Statement time.Time `json:"statement_time,omitzero"`
@@ -164,8 +164,8 @@ func (e *Evaluator) evaluateGroup(g advisory.Group, only *release) map[*release]
 }
 
 // combine merges the OSV findings of a release's components with the VEX
-// statements about the release and its components; for each component the
-// latest statement that covers it wins over the OSV evaluation.
+// statements about the release and its components. For each component,
+// the latest statement that covers it wins over the OSV evaluation.
 func combine(r *release, osv map[int32]ComponentFinding, whole vexHit, parts map[int32]vexHit) *releaseFinding {
 	hasWhole := whole.st.Vulnerability != ""
 	comps := map[int32]ComponentFinding{}

@@ -26,7 +26,7 @@ func FuzzParseDeviceID(f *testing.F) {
 }
 
 // FuzzAdvisoryExposure adds arbitrary advisory documents to a small fleet
-// and evaluates them: whatever a parsed document says, the evaluation must
+// and evaluates them: whatever a parsed document states, the evaluation must
 // not panic and must give every device a status.
 func FuzzAdvisoryExposure(f *testing.F) {
 	f.Add(readTestdata(f, "log4shell-not-affected.cdx.vex.json"))

@@ -24,8 +24,7 @@ import (
 	"github.com/wardgate/wardgate/cache/sbom"
 )
 
-// ErrUnknownDevice is returned for a device the index has not been told
-// about.
+// ErrUnknownDevice is returned for a device the index does not contain.
 var ErrUnknownDevice = errors.New("device not in the index")
 
 // ErrUnknownRelease is returned for a release whose SBOM the index does
@@ -260,7 +259,7 @@ func (ix *Index) SetDevices(snapshot map[string]string) error {
 	return nil
 }
 
-// RemoveDevice forgets a device; it reports whether the device was known.
+// RemoveDevice removes a device and reports whether the index contained it.
 func (ix *Index) RemoveDevice(deviceID string) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

@@ -130,7 +130,7 @@ type EndOfSupportReport struct {
 }
 
 // EndOfSupport returns every indexed component that is out of support at
-// now: its end-of-support date has passed, or its SBOM says in words that
+// now: its end-of-support date has passed, or its SBOM states in words that
 // support has ended.
 func (ix *Index) EndOfSupport(now time.Time) EndOfSupportReport {
 	rep := EndOfSupportReport{At: now.UTC()}

@@ -304,3 +304,37 @@ func TestCSVNeutralisesFormulas(t *testing.T) {
 		}
 	}
 }
+
+// Check-ins update the index while reports read it; run with -race.
+func TestIndexConcurrentUpdates(t *testing.T) {
+	f := newLog4jFleet(t)
+	extra := cycloneDX(t, "extra", "1", log4jCore("2.14.1"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			if err := f.index.SetDeviceRelease(fleetDevice(i%len(log4jFleet)), fleetTarget((i+1)%len(log4jFleet))); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%50 == 0 {
+				if _, err := f.index.AddReleaseSBOM("releases/extra.bin", extra); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		rep := f.eval.Exposure("CVE-2021-44228", ExposureOptions{All: true})
+		total := 0
+		for _, n := range rep.Counts {
+			total += n
+		}
+		if total != len(log4jFleet)+3 {
+			t.Fatalf("exposure counted %d devices, want %d", total, len(log4jFleet)+3)
+		}
+		f.eval.Risk(RiskOptions{})
+	}
+	<-done
+}

@@ -77,7 +77,8 @@ type openFinding struct {
 // the first 64 considered as fix releases.
 const maxCandidates = 64
 
-// Risk evaluates every vulnerability the store knows against every device.
+// Risk evaluates every vulnerability in the advisory store against every
+// device.
 func (e *Evaluator) Risk(opts RiskOptions) RiskReport {
 	groups := e.advisories.Groups()
 	ratings := make([]struct {

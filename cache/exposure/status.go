@@ -43,7 +43,7 @@ func (s DeviceStatus) FixedIn() string {
 // Status returns one device's status for a vulnerability id (any alias).
 // A device whose release is unknown, or whose release SBOM the index does
 // not hold, is unknown, never not affected. It returns an error wrapping
-// ErrUnknownDevice for a device the index has not been told about.
+// ErrUnknownDevice for a device the index does not contain.
 func (e *Evaluator) Status(deviceID, vulnID string) (DeviceStatus, error) {
 	g, _ := e.advisories.Lookup(vulnID)
 	ix := e.index

@@ -45,7 +45,7 @@ type Document struct {
 	Created time.Time `json:"created,omitzero"`
 	// Subject is what the SBOM describes: the CycloneDX metadata.component
 	// or the package an SPDX document DESCRIBES. It is nil when the
-	// document does not say.
+	// document names no subject.
 	Subject *Component `json:"subject,omitempty"`
 	// Components lists every component or package the document names. For
 	// CycloneDX this excludes metadata.component itself (it is the Subject)
@@ -62,7 +62,7 @@ type Component struct {
 	// Ref is the component's reference inside the document: the CycloneDX
 	// bom-ref or the SPDX element id.
 	Ref string `json:"ref,omitempty"`
-	// Location says where the component is in the document, such as
+	// Location is the component's place in the document, such as
 	// "components[3].components[0]" or "package SPDXRef-xlsx".
 	Location string `json:"location"`
 	// Type is the CycloneDX component type ("library", "firmware",
@@ -119,7 +119,7 @@ type Hash struct {
 	Value string `json:"value"`
 }
 
-// Support is what an SBOM states about a component's end of support.
+// Support is an SBOM's statement about a component's end of support.
 type Support struct {
 	// EndOfSupport is the first instant at which the component is no longer
 	// supported. A date without a time ("2025-06-30") means support ends
@@ -132,7 +132,7 @@ type Support struct {
 	// Level is the stated level of support, such as "Actively maintained"
 	// or the SPDX 3 supportLevel.
 	Level string `json:"level,omitempty"`
-	// Ended is set when the SBOM says in words that support has ended (for
+	// Ended is set when the SBOM states in words that support has ended (for
 	// example "No longer supported", or SPDX 3 supportLevel endOfSupport),
 	// independent of any date.
 	Ended bool `json:"ended,omitempty"`
@@ -159,8 +159,8 @@ type File struct {
 // Warning is a problem in one part of a document that did not stop the
 // rest of it from being read.
 type Warning struct {
-	// Location is where in the document the problem is, in the same form
-	// as Component.Location, or empty for the document as a whole.
+	// Location is the place of the problem in the document, in the same
+	// form as Component.Location, or empty for the document as a whole.
 	Location string `json:"location,omitempty"`
 	// Ref is the component's bom-ref or SPDX id, when it has one.
 	Ref     string `json:"ref,omitempty"`

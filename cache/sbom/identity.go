@@ -8,7 +8,7 @@ import (
 	"github.com/package-url/packageurl-go"
 )
 
-// IdentitySource says where a component's identity came from.
+// IdentitySource is the part of a component that its identity came from.
 type IdentitySource string
 
 // Identity sources, from the most to the least precise.
@@ -43,10 +43,10 @@ type Identity struct {
 }
 
 // PackageKey identifies a package, without version, the way OSV records
-// name it: the OSV ecosystem without any release suffix, and the package
-// name in that ecosystem's form ("group:artifact" for Maven, "@scope/name"
-// for npm, the module path for Go), case-folded where the ecosystem is
-// case-insensitive. Components and advisories meet on this key.
+// name it. Ecosystem is the OSV ecosystem without any release suffix. Name
+// is the package name in that ecosystem's form ("group:artifact" for Maven,
+// "@scope/name" for npm, the module path for Go), case-folded where the
+// ecosystem is case-insensitive. Components and advisories meet on this key.
 type PackageKey struct {
 	Ecosystem string `json:"ecosystem"`
 	Name      string `json:"name"`
@@ -133,10 +133,10 @@ func PURLTypeForEcosystem(ecosystem string) string {
 
 var pypiSeparators = regexp.MustCompile(`[-_.]+`)
 
-// NewPackageKey normalises an OSV ecosystem and package name into a key:
-// the release suffix of the ecosystem is dropped ("Debian:11" becomes
-// "Debian") and the name is case-folded for ecosystems whose names are
-// case-insensitive (PyPI names are also normalised as PEP 503 requires).
+// NewPackageKey normalises an OSV ecosystem and package name into a key.
+// The release suffix of the ecosystem is dropped ("Debian:11" becomes
+// "Debian"). The name is case-folded for ecosystems whose names are
+// case-insensitive, and PyPI names are also normalised as PEP 503 requires.
 func NewPackageKey(ecosystem, name string) PackageKey {
 	base, _, _ := strings.Cut(ecosystem, ":")
 	name = strings.TrimSpace(name)

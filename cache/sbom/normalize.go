@@ -159,7 +159,7 @@ func supportProperty(name string) string {
 }
 
 // applySupportEnd records an end-of-support value: a date or time when it
-// parses as one, otherwise a statement that may say support has ended.
+// parses as one, otherwise a statement that may state that support ended.
 func (col *collector) applySupportEnd(c *Component, value string) {
 	value = strings.TrimSpace(value)
 	if value == "" {

@@ -117,10 +117,10 @@ func isTagValue(data []byte) bool {
 }
 
 // Parse reads an SBOM in any supported format, detected from its content.
-// It returns the document, warnings about parts it could read only in part
-// (such as a component whose purl is invalid, which is then identified by
-// its CPE or name), and an error when the document as a whole cannot be
-// read.
+// It returns the document and warnings about parts it could read only in
+// part, such as a component whose purl is invalid (which is then
+// identified by its CPE or name). The error is set when the document as a
+// whole cannot be read.
 func Parse(data []byte) (doc *Document, warnings []Warning, err error) {
 	if len(data) > MaxDocumentSize {
 		return nil, nil, fmt.Errorf("SBOM is %d bytes, more than the %d-byte limit", len(data), MaxDocumentSize)

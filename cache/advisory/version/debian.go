@@ -5,10 +5,11 @@ import (
 	"strings"
 )
 
-// Debian is dpkg's version order (deb-version(7)): [epoch:]upstream[-revision],
-// where the epoch compares as a number and upstream and revision compare by
-// alternating non-digit runs (letters before other characters, "~" before
-// everything, even the end of the string) and digit runs (as numbers).
+// Debian is dpkg's version order (deb-version(7)) of
+// [epoch:]upstream[-revision]. The epoch compares as a number. Upstream and
+// revision compare by alternating non-digit runs and digit runs: in
+// non-digit runs letters sort before other characters and "~" before
+// everything, even the end of the string; digit runs compare as numbers.
 // Ubuntu uses the same order.
 var Debian Order = order[debVersion]{name: "Debian", parse: parseDebian, cmp: compareDebian}
 

@@ -6,11 +6,11 @@ import (
 
 // Maven is the order of the Maven version order specification (POM
 // reference, "Version Order Specification"), which OSV uses for the Maven
-// ecosystem: a version splits into tokens at ".", "-" and transitions
-// between digits and letters (a transition counts as "-"), empty tokens read
-// as 0, trailing null tokens (0, "", "final", "ga", "release") are trimmed
-// before each hyphen from the end, and tokens compare with the shorter
-// version padded by nulls.
+// ecosystem. A version splits into tokens at ".", "-" and transitions
+// between digits and letters, where a transition counts as "-". Empty
+// tokens read as 0. Trailing null tokens (0, "", "final", "ga", "release")
+// are trimmed before each hyphen from the end. Tokens then compare in
+// order, with the shorter version padded by nulls.
 var Maven Order = order[[]mavenToken]{name: "Maven", parse: parseMaven, cmp: compareMaven}
 
 type mavenToken struct {

@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// RubyGems is Gem::Version's order: segments split at dots and at
-// digit/letter transitions, a "-" reads as ".pre.", trailing zero numbers
-// before the first letter segment and at the end do not count, and a letter
-// segment (a prerelease) sorts before a number.
+// RubyGems is Gem::Version's order. Segments split at dots and at
+// digit/letter transitions, and a "-" reads as ".pre.". Trailing zero
+// numbers before the first letter segment and at the end do not count. A
+// letter segment (a prerelease) sorts before a number.
 var RubyGems Order = order[[]gemSegment]{name: "RubyGems", parse: parseGem, cmp: compareGem}
 
 var gemPattern = regexp.MustCompile(`^[0-9]+(\.[0-9a-zA-Z]+)*(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)

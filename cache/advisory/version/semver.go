@@ -7,8 +7,8 @@ import (
 
 // SemVer is SemVer 2.0.0 precedence (semver.org, section 11). Parsing
 // accepts a leading "v" and fills a missing minor or patch number with 0
-// ("1.2" reads as "1.2.0"), because SBOMs often carry such versions; build
-// metadata after "+" is ignored as the specification requires.
+// ("1.2" reads as "1.2.0"), because SBOMs often carry such versions. Build
+// metadata after "+" is ignored, as the specification requires.
 var SemVer Order = order[semver]{name: "SemVer", parse: parseSemVer, cmp: compareSemVer}
 
 // NPM is node-semver's order: SemVer 2.0.0 precedence, also accepting a
