@@ -106,7 +106,10 @@ func (r *noticeReader) next() ([]byte, error) {
 func (c *Client) controlLoop(ctx context.Context, s *session) {
 	for ctx.Err() == nil && s.alive() {
 		err := c.readControl(ctx, s)
-		if ctx.Err() != nil || !s.alive() {
+		s.mu.Lock()
+		draining := s.draining
+		s.mu.Unlock()
+		if ctx.Err() != nil || !s.alive() || draining {
 			return
 		}
 		c.log.Warn("control stream ended, reopening", "err", err)

@@ -193,10 +193,10 @@ func causeOf(err error) string {
 	switch {
 	case err == nil:
 		return "none"
-	case errors.As(err, &refused):
-		return "refused"
 	case errors.As(err, &insp):
 		return "tls_inspection"
+	case errors.As(err, &refused):
+		return "refused"
 	case errors.As(err, &pe):
 		return "proxy_refused"
 	case errors.As(err, &idle):

@@ -116,15 +116,17 @@ func (c *Client) afterFailure(err error, failures, refusals *int) time.Duration 
 	var insp *InspectionError
 	c.mu.Lock()
 	c.lastErr = err
+	// An inspection error may wrap the hub's refusal that revealed it.
 	switch {
+	case errors.As(err, &insp):
+		c.inspection = insp
+		refused = nil
+		c.setStateLocked(StateInspected)
 	case errors.As(err, &refused):
 		c.refusal = refused
 		c.inspection = nil
 		c.broadcastLocked()
 		c.setStateLocked(StateRefused)
-	case errors.As(err, &insp):
-		c.inspection = insp
-		c.setStateLocked(StateInspected)
 	default:
 		c.setStateLocked(StateBackoff)
 	}

@@ -116,12 +116,23 @@ func OpenRegistry(dataDir string) (*Registry, error) {
 func (r *Registry) sitesDir() string  { return filepath.Join(r.dir, "sites") }
 func (r *Registry) tokensDir() string { return filepath.Join(r.dir, "tokens") }
 
-// Site returns the site with id as last loaded.
+// Site returns the site with id. A site enrolled by another process
+// since the last load is read from its file.
 func (r *Registry) Site(id string) (Site, bool) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	s, ok := r.sites[id]
-	return s, ok
+	r.mu.RUnlock()
+	if ok || !siteIDPattern.MatchString(id) {
+		return s, ok
+	}
+	s, err := readSite(filepath.Join(r.sitesDir(), id+".json"))
+	if err != nil || s.ID != id {
+		return Site{}, false
+	}
+	r.mu.Lock()
+	r.sites[id] = s
+	r.mu.Unlock()
+	return s, true
 }
 
 // Sites returns every site, sorted by id.
