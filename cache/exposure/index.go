@@ -35,6 +35,9 @@ var ErrUnknownRelease = errors.New("release not in the index")
 type release struct {
 	target string
 	doc    *sbom.Document
+	// unkeyed counts components without a package key (no valid purl), which
+	// OSV records cannot name.
+	unkeyed int
 }
 
 // posting links a component to the release that contains it.
@@ -139,6 +142,8 @@ func (ix *Index) AddRelease(target string, doc *sbom.Document) error {
 		p := posting{rel: r, comp: int32(i)}
 		if c.Package.Name != "" {
 			ix.byPackage[c.Package] = append(ix.byPackage[c.Package], p)
+		} else {
+			r.unkeyed++
 		}
 		if k := cpeKey(c.CPE); k != "" {
 			ix.byCPE[k] = append(ix.byCPE[k], p)

@@ -76,6 +76,11 @@ func deviceStatus(deviceID, target string, g advisory.Group, r *release, finding
 			ds.Status = advisory.StatusNotAffected
 			ds.Justification = JustificationComponentNotPresent
 			ds.Detail = "no component of the release is a package the advisories name"
+			if r.unkeyed > 0 {
+				// NOTE: components known only by CPE or name cannot be matched
+				// against OSV packages, so they are not ruled in here.
+				ds.Detail += fmt.Sprintf("; %d components have no package URL and could not be compared", r.unkeyed)
+			}
 			if len(g.Records) == 0 && len(g.Statements) == 0 {
 				ds.Status = advisory.StatusUnknown
 				ds.Justification = ""

@@ -1,6 +1,7 @@
 package sbom
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -456,5 +457,96 @@ func TestParseTooLarge(t *testing.T) {
 	_, _, err := Parse(make([]byte, MaxDocumentSize+1))
 	if err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("got %v, want a size limit error", err)
+	}
+}
+
+func TestParseSPDXVersionsAndBadPURL(t *testing.T) {
+	json22 := `{"spdxVersion":"SPDX-2.2","dataLicense":"CC0-1.0","SPDXID":"SPDXRef-DOCUMENT","name":"pump",
+	  "documentNamespace":"https://example.com/pump-2.2","creationInfo":{"created":"2024-01-01T00:00:00Z","creators":["Tool: x"]},
+	  "documentDescribes":["SPDXRef-fw"],
+	  "packages":[
+	    {"SPDXID":"SPDXRef-fw","name":"pump-fw","versionInfo":"4.2","downloadLocation":"NOASSERTION","licenseConcluded":"LicenseRef-acme"},
+	    {"SPDXID":"SPDXRef-bad","name":"zlib","versionInfo":"1.2.13","downloadLocation":"NOASSERTION","licenseDeclared":"Zlib",
+	     "externalRefs":[{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl","referenceLocator":"pkg:/"},
+	                     {"referenceCategory":"SECURITY","referenceType":"cpe23Type","referenceLocator":"cpe:2.3:a:zlib:zlib:1.2.13:*:*:*:*:*:*:*"}]}],
+	  "relationships":[{"spdxElementId":"SPDXRef-DOCUMENT","relationshipType":"DESCRIBES","relatedSpdxElement":"SPDXRef-fw"}]}`
+	tag23 := "SPDXVersion: SPDX-2.3\nDataLicense: CC0-1.0\nSPDXID: SPDXRef-DOCUMENT\nDocumentName: pump\n" +
+		"DocumentNamespace: https://example.com/pump-2.3\nCreator: Tool: x\nCreated: 2024-01-01T00:00:00Z\n\n" +
+		"PackageName: log4j-core\nSPDXID: SPDXRef-log4j\nPackageVersion: 2.14.1\nPackageDownloadLocation: NOASSERTION\n" +
+		"PackageLicenseDeclared: Apache-2.0 OR MIT\nValidUntilDate: 2023-12-31T00:00:00Z\n" +
+		"ExternalRef: PACKAGE-MANAGER purl pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1\n\n" +
+		"PackageName: broken\nSPDXID: SPDXRef-broken\nPackageDownloadLocation: NOASSERTION\n" +
+		"ExternalRef: PACKAGE-MANAGER purl maven:org.x/y@1\n"
+	tests := []struct {
+		name, data   string
+		format       Format
+		spec         string
+		packages     int
+		badLocation  string
+		wantFallback IdentitySource
+	}{
+		{"SPDX 2.2 JSON", json22, SPDXJSON, "SPDX-2.2", 2, "package SPDXRef-bad", FromCPE},
+		{"SPDX 2.3 tag-value", tag23, SPDXTagValue, "SPDX-2.3", 2, "package SPDXRef-broken", FromName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc, warnings := mustParse(t, []byte(tt.data))
+			if doc.Format != tt.format || doc.SpecVersion != tt.spec {
+				t.Errorf("got %s %s, want %s %s", doc.Format, doc.SpecVersion, tt.format, tt.spec)
+			}
+			if len(doc.Components) != tt.packages {
+				t.Fatalf("got %d packages, want %d", len(doc.Components), tt.packages)
+			}
+			located := false
+			for _, w := range warnings {
+				if w.Location == tt.badLocation && strings.Contains(w.Message, "purl") {
+					located = true
+				}
+			}
+			if !located {
+				t.Errorf("got warnings %v, want one at %s about its purl", warnings, tt.badLocation)
+			}
+			if got := doc.Components[1].Identity.Source; got != tt.wantFallback {
+				t.Errorf("bad-purl package identified by %s, want %s", got, tt.wantFallback)
+			}
+		})
+	}
+	doc, _ := mustParse(t, []byte(json22))
+	if doc.Subject == nil || doc.Subject.Name != "pump-fw" {
+		t.Errorf("got subject %+v, want pump-fw", doc.Subject)
+	}
+	if l := doc.Components[0].Licenses[0]; l.Expression != "LicenseRef-acme" {
+		t.Errorf("got license %+v, want the LicenseRef kept as an expression", l)
+	}
+	tv, _ := mustParse(t, []byte(tag23))
+	log4j := tv.Components[0]
+	if log4j.Package.Name != "org.apache.logging.log4j:log4j-core" || log4j.Licenses[0].Expression != "Apache-2.0 OR MIT" {
+		t.Errorf("got log4j %+v", log4j)
+	}
+	if !log4j.Support.EndOfSupport.Equal(time.Date(2023, 12, 31, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("got end of support %v from validUntilDate", log4j.Support.EndOfSupport)
+	}
+}
+
+func TestParseCycloneDXEveryMinor(t *testing.T) {
+	for minor := 2; minor <= 7; minor++ {
+		spec := fmt.Sprintf("1.%d", minor)
+		jsonDoc := fmt.Sprintf(`{"bomFormat":"CycloneDX","specVersion":%q,"version":1,
+		  "components":[{"type":"library","name":"ms","version":"2.1.2","purl":"pkg:npm/ms@2.1.2"}]}`, spec)
+		xmlDoc := fmt.Sprintf(`<bom xmlns="http://cyclonedx.org/schema/bom/%s" version="1"><components>
+		  <component type="library"><name>ms</name><version>2.1.2</version><purl>pkg:npm/ms@2.1.2</purl></component>
+		</components></bom>`, spec)
+		for _, data := range []string{jsonDoc, xmlDoc} {
+			doc, warnings, err := Parse([]byte(data))
+			if err != nil {
+				t.Fatalf("CycloneDX %s: %v", spec, err)
+			}
+			if doc.SpecVersion != spec || len(warnings) != 0 {
+				t.Errorf("CycloneDX %s %s: got spec %q, warnings %v", spec, doc.Format, doc.SpecVersion, warnings)
+			}
+			if len(doc.Components) != 1 || doc.Components[0].Package != (PackageKey{Ecosystem: "npm", Name: "ms"}) {
+				t.Errorf("CycloneDX %s %s: got components %+v", spec, doc.Format, doc.Components)
+			}
+		}
 	}
 }
