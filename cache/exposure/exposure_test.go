@@ -265,6 +265,22 @@ func TestRealOpenVEXSubcomponents(t *testing.T) {
 	}
 }
 
+// The Zephyr SBOM names its one package without purl or CPE, so the
+// status says that it could not be compared.
+func TestStatusNamesUncomparedComponents(t *testing.T) {
+	f := newFixture(t)
+	f.release(t, "releases/zephyr.bin", readTestdata(t, "zephyr-firmware.spdx"))
+	f.device(t, "ZEPH/1", "releases/zephyr.bin")
+	f.advisory(t, readTestdata(t, "GHSA-jfh8-c2jp-5v3q.json"), advisory.Source{Origin: "import"})
+	got := f.status(t, "ZEPH/1", "CVE-2021-44228")
+	if got.Status != advisory.StatusNotAffected || got.Justification != JustificationComponentNotPresent {
+		t.Errorf("got %s %q", got.Status, got.Justification)
+	}
+	if !strings.Contains(got.Detail, "1 component(s) have no package URL") {
+		t.Errorf("got detail %q, want it to count the uncompared package", got.Detail)
+	}
+}
+
 func TestUnknownOrderNeverNotAffected(t *testing.T) {
 	f := newFixture(t)
 	f.release(t, "releases/web-1.bin", cycloneDX(t, "web", "1",

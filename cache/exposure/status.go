@@ -79,7 +79,7 @@ func deviceStatus(deviceID, target string, g advisory.Group, r *release, finding
 			if r.unkeyed > 0 {
 				// NOTE: components known only by CPE or name cannot be matched
 				// against OSV packages, so they are not ruled in here.
-				ds.Detail += fmt.Sprintf("; %d components have no package URL and could not be compared", r.unkeyed)
+				ds.Detail += fmt.Sprintf("; %d component(s) have no package URL and could not be compared", r.unkeyed)
 			}
 			if len(g.Records) == 0 && len(g.Statements) == 0 {
 				ds.Status = advisory.StatusUnknown
