@@ -125,6 +125,34 @@ func NewBrowser(opts BrowserOptions) (*Browser, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("creating mDNS browser: no interfaces; name at least one clinical VLAN interface")
 	}
+	var ifaces []netInterface
+	seen := map[string]bool{}
+	for _, name := range opts.Interfaces {
+		if seen[name] {
+			return nil, fmt.Errorf("creating mDNS browser: interface %q is listed twice", name)
+		}
+		seen[name] = true
+		n, err := resolveInterface(name)
+		if err != nil {
+			return nil, fmt.Errorf("creating mDNS browser: %w", err)
+		}
+		ifaces = append(ifaces, n)
+	}
+	b, err := newBrowser(opts, ifaces)
+	if err != nil {
+		return nil, err
+	}
+	b.conn, err = listenMDNS(b.ifaces)
+	if err != nil {
+		return nil, fmt.Errorf("creating mDNS browser: %w", err)
+	}
+	b.sender = b.conn
+	return b, nil
+}
+
+// newBrowser validates opts and builds a browser for resolved interfaces,
+// without a socket.
+func newBrowser(opts BrowserOptions, ifaces []netInterface) (*Browser, error) {
 	if opts.Inventory == nil {
 		return nil, errors.New("creating mDNS browser: Inventory is nil; pass the *Inventory to feed")
 	}
@@ -155,38 +183,24 @@ func NewBrowser(opts BrowserOptions) (*Browser, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
-	b := &Browser{
-		opts:    opts,
-		service: serviceFQDN(opts.ServiceType),
-		byIndex: map[int]*ifaceState{},
-		buffer:  newSightingBuffer(opts.MaxPending),
-		log:     opts.Logger,
-		closed:  make(chan struct{}),
-		done:    make(chan struct{}),
-	}
-	seen := map[string]bool{}
-	for _, name := range opts.Interfaces {
-		if seen[name] {
-			return nil, fmt.Errorf("creating mDNS browser: interface %q is listed twice", name)
-		}
-		seen[name] = true
-		n, err := resolveInterface(name)
-		if err != nil {
-			return nil, fmt.Errorf("creating mDNS browser: %w", err)
-		}
-		b.ifaces = append(b.ifaces, n)
-		b.byIndex[n.index] = newIfaceState(n)
-	}
 	m, err := newBrowserMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("creating mDNS browser: %w", err)
 	}
-	b.metrics = m
-	b.conn, err = listenMDNS(b.ifaces)
-	if err != nil {
-		return nil, fmt.Errorf("creating mDNS browser: %w", err)
+	b := &Browser{
+		opts:    opts,
+		service: serviceFQDN(opts.ServiceType),
+		ifaces:  ifaces,
+		byIndex: map[int]*ifaceState{},
+		buffer:  newSightingBuffer(opts.MaxPending),
+		metrics: m,
+		log:     opts.Logger,
+		closed:  make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	b.sender = b.conn
+	for _, n := range ifaces {
+		b.byIndex[n.index] = newIfaceState(n)
+	}
 	return b, nil
 }
 

@@ -88,7 +88,8 @@ func TestBrowserFindsDevicesOnThreeVLANs(t *testing.T) {
 func TestBrowserFindsAvahiDevices(t *testing.T) {
 	vlans := newVLANs(t, 3)
 	var want []DeviceInfo
-	for i, v := range vlans {
+	var serviceSets [][]avahiService
+	for i := range vlans {
 		var services []avahiService
 		for j := range 2 {
 			info := DeviceInfo{
@@ -110,9 +111,14 @@ func TestBrowserFindsAvahiDevices(t *testing.T) {
 			avahiService{name: "Web console", serviceType: "_http._tcp", port: 80, txt: []string{"txtvers=1", "mf=Globex Devices", "sn=WEB-1"}},
 			avahiService{name: "Empty record", serviceType: DeviceServiceType, port: 9443},
 		)
-		startAvahi(t, v, false, services...)
+		serviceSets = append(serviceSets, services)
 	}
+	// The browser starts first so that it hears avahi's startup
+	// announcements, which carry the foreign service types too.
 	h := startBrowser(t, vlans, nil, nil)
+	for i, v := range vlans {
+		startAvahi(t, v, false, serviceSets[i]...)
+	}
 	devices := h.waitDevices(t, len(want), 20*time.Second)
 	if err := h.browser.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -189,9 +195,10 @@ func TestBrowserGoodbyeMarksDeparted(t *testing.T) {
 	if d.Links[0].Present {
 		t.Errorf("link after goodbye is present, want departed")
 	}
-	if _, ok := h.events.find(EventDeparted, "bye-1"); !ok {
-		t.Errorf("no departed event for bye-1 reached OnEvent")
-	}
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		_, ok := h.events.find(EventDeparted, "bye-1")
+		return ok, "no departed event for bye-1 reached OnEvent"
+	})
 	if got, err := h.inv.Get(context.Background(), "Acme Medical", "stay-1"); err != nil || got.State != StateActive {
 		t.Errorf("stay-1 state %s (err %v), want active", got.State, err)
 	}
@@ -219,9 +226,10 @@ func TestBrowserGoodbyeMarksDeparted(t *testing.T) {
 		t.Fatalf("Announce: %v", err)
 	}
 	h.waitState(t, "Acme Medical", "bye-1", StateActive, 5*time.Second)
-	if _, ok := h.events.find(EventReturned, "bye-1"); !ok {
-		t.Errorf("no returned event for bye-1")
-	}
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		_, ok := h.events.find(EventReturned, "bye-1")
+		return ok, "no returned event for bye-1 reached OnEvent"
+	})
 }
 
 func TestBrowserAddressChangeKeepsOneRecord(t *testing.T) {
@@ -368,17 +376,25 @@ func TestBrowserFinds200DevicesEveryCycleWithSlowWriter(t *testing.T) {
 		}
 		perVLAN[v.gwIf]++
 	}
+	// Each device announces twice, one second apart, and then multicasts
+	// none of its records for another second (RFC 6762 sections 6 and
+	// 8.3). Waiting keeps the first cycles clear of that quiet second.
+	time.Sleep(2 * time.Second)
 
 	const wantCycles = 3
 	var mu sync.Mutex
 	cycles := map[string][]CycleStats{}
 	done := make(chan struct{})
+	closed := false
 	h := startBrowser(t, vlans, nil, func(o *BrowserOptions, inv *Inventory) {
-		// Writing 200 sightings takes 10 batches of 20 at 300 ms each, so
-		// the writer is always behind the 2-second cycles.
-		o.Inventory = slowObserver{inner: inv, delay: 300 * time.Millisecond}
+		// Writing 200 sightings takes 10 batches of 20 at 400 ms each, so
+		// the writer is always behind the 3-second cycles. Cycles shorter
+		// than 3 s would let a loaded machine delay one answer so much
+		// that the responder's once-a-second multicast limit drops the
+		// next one.
+		o.Inventory = slowObserver{inner: inv, delay: 400 * time.Millisecond}
 		o.BatchSize = 20
-		o.QueryInterval = 2 * time.Second
+		o.QueryInterval = 3 * time.Second
 		o.OnCycle = func(s CycleStats) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -389,9 +405,9 @@ func TestBrowserFinds200DevicesEveryCycleWithSlowWriter(t *testing.T) {
 					complete++
 				}
 			}
-			if complete == len(vlans) && done != nil {
+			if complete == len(vlans) && !closed {
 				close(done)
-				done = nil
+				closed = true
 			}
 		}
 	})
