@@ -40,5 +40,19 @@ tidy-check: ## fail if go mod tidy would change go.mod or go.sum
 	if ! cmp -s go.mod /tmp/wardgate-go.mod.bak || ! cmp -s go.sum /tmp/wardgate-go.sum.bak; then \
 	  echo "go.mod or go.sum is not tidy: run go mod tidy"; cp /tmp/wardgate-go.mod.bak go.mod; cp /tmp/wardgate-go.sum.bak go.sum; exit 1; fi
 
+# The Debian package. nfpm runs with `go run` at a fixed version, so it
+# needs no install and stays out of go.mod.
+NFPM    ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+ARCH    ?= $(shell $(GO) env GOARCH)
+
+.PHONY: package
+package: ## build bin/wardgate_VERSION_ARCH.deb (systemd unit, sysctl drop-in, commented config)
+	@mkdir -p $(BIN)/package
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/wardgate ./cmd/wardgate
+	cp gateway/config/example.toml $(BIN)/package/wardgate.toml
+	VERSION=$(VERSION) ARCH=$(ARCH) $(GO) run $(NFPM) package --config deploy/nfpm.yaml --packager deb --target $(BIN)/wardgate_$(VERSION)_$(ARCH).deb
+	@echo "built $(BIN)/wardgate_$(VERSION)_$(ARCH).deb"
+
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -67,6 +67,11 @@ func (g *Gateway) setupAdmin() error {
 	if a.rollouts, err = newRolloutManager(g); err != nil {
 		return err
 	}
+	if fe, err := newFleetExposure(g); err != nil {
+		g.log.Warn("exposure reports unavailable", "err", err)
+	} else {
+		a.exposure = fe
+	}
 	if s := g.cfg.Audit.Syslog; s.Address != "" {
 		var tc *tls.Config
 		if s.Transport == "tls" {

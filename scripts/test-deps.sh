@@ -12,6 +12,11 @@ debs=(
   avahi-utils       # avahi-browse
   dbus              # a private bus for avahi-browse
   python3-zeroconf  # a second independent mDNS peer
+  chromium          # headless browser for the console tests
+  chromium-driver   # DevTools driver that comes with it
+  fonts-dejavu-core # a font for the console screenshots
+  prometheus        # promtool check metrics on /metrics
+  systemd           # systemd-analyze verify of the packaged unit
 )
 
 missing=()

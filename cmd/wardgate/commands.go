@@ -45,12 +45,15 @@ func cmdInit(args []string, stdout io.Writer) error {
 	cfgPath := configFlag(fs)
 	data := fs.String("data", "", "data folder to write into the config (default /var/lib/wardgate)")
 	force := fs.Bool("force", false, "overwrite an existing config file")
+	keep := fs.Bool("keep-config", false, "keep an existing config file and only create the keys and the first admin token")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if _, err := os.Stat(*cfgPath); err == nil && !*force {
-		return fmt.Errorf("config %s exists: pass -force to overwrite it", *cfgPath)
+	_, statErr := os.Stat(*cfgPath)
+	if statErr == nil && !*force && !*keep {
+		return fmt.Errorf("config %s exists: pass -force to overwrite it, or -keep-config to keep it", *cfgPath)
 	}
+	write := statErr != nil || *force
 	text := config.Example
 	if *data != "" {
 		abs, err := filepath.Abs(*data)
@@ -59,11 +62,13 @@ func cmdInit(args []string, stdout io.Writer) error {
 		}
 		text = bytes.Replace(text, []byte(`data_dir = "/var/lib/wardgate"`), []byte(fmt.Sprintf("data_dir = %q", abs)), 1)
 	}
-	if err := os.MkdirAll(filepath.Dir(*cfgPath), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(*cfgPath, text, 0o640); err != nil {
-		return fmt.Errorf("writing config: %w", err)
+	if write {
+		if err := os.MkdirAll(filepath.Dir(*cfgPath), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*cfgPath, text, 0o640); err != nil {
+			return fmt.Errorf("writing config: %w", err)
+		}
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
