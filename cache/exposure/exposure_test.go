@@ -266,7 +266,7 @@ func TestRealOpenVEXSubcomponents(t *testing.T) {
 }
 
 // The Zephyr SBOM names its one package without purl or CPE, so the
-// status says that it could not be compared.
+// status reports that it could not be compared.
 func TestStatusNamesUncomparedComponents(t *testing.T) {
 	f := newFixture(t)
 	f.release(t, "releases/zephyr.bin", readTestdata(t, "zephyr-firmware.spdx"))
