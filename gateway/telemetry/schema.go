@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,6 +130,8 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 		lim.MaxEvents = 1000
 	}
 
+	// The standard decoder validates the whole document first, so the raw
+	// event array scanned below is known to be well-formed JSON.
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(data, &top); err != nil {
 		return nil, badRequest("batch is not a JSON object: %v", err)
@@ -143,66 +147,75 @@ func DecodeBatch(data []byte, lim Limits) (*Decoded, error) {
 			d.IgnoredFields = append(d.IgnoredFields, name)
 		}
 	}
+	// seen reports whether an unknown field name needs no further work:
+	// already listed, or the list is full.
+	seen := func(name []byte) bool {
+		if len(d.IgnoredFields) >= 16 {
+			return true
+		}
+		for _, f := range d.IgnoredFields {
+			if f == string(name) {
+				return true
+			}
+		}
+		return false
+	}
 
-	var rawEvents []map[string]json.RawMessage
-	haveEvents := false
-	for k, v := range top {
-		switch k {
-		case "schema":
-			var n int
-			if err := json.Unmarshal(v, &n); err != nil {
-				return nil, badRequest("field \"schema\": %v", err)
-			}
-			if n != SchemaVersion {
-				return nil, unprocessable("schema %d is not supported: send \"schema\": %d", n, SchemaVersion)
-			}
-		case "batch_id":
-			if err := json.Unmarshal(v, &d.BatchID); err != nil {
-				return nil, badRequest("field \"batch_id\": %v", err)
-			}
-			if !validBatchID(d.BatchID) {
-				return nil, unprocessable("batch_id %q: want 1 to 64 letters, digits or ._:-", d.BatchID)
-			}
-		case "events":
-			haveEvents = true
-			if err := json.Unmarshal(v, &rawEvents); err != nil {
-				return nil, badRequest("field \"events\": want an array of objects: %v", err)
-			}
-		default:
+	if v, ok := top["schema"]; ok {
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil {
+			return nil, badRequest("field \"schema\": %v", err)
+		}
+		if n != SchemaVersion {
+			return nil, unprocessable("schema %d is not supported: send \"schema\": %d", n, SchemaVersion)
+		}
+	}
+
+	if v, ok := top["batch_id"]; ok {
+		if err := json.Unmarshal(v, &d.BatchID); err != nil {
+			return nil, badRequest("field \"batch_id\": %v", err)
+		}
+		if !validBatchID(d.BatchID) {
+			return nil, unprocessable("batch_id %q: want 1 to 64 letters, digits or ._:-", d.BatchID)
+		}
+	}
+
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		if k != "schema" && k != "batch_id" && k != "events" {
 			ignore(k)
 		}
 	}
 
-	if !haveEvents || len(rawEvents) == 0 {
+	objects, err := splitArray(top["events"])
+	if err != nil {
+		return nil, err
+	}
+
+	if len(objects) == 0 {
 		return nil, unprocessable("batch has no events: send a non-empty \"events\" array")
 	}
 
-	if len(rawEvents) > lim.MaxEvents {
-		return nil, &DecodeError{Status: 413, Msg: fmt.Sprintf("batch has %d events, at most %d are allowed: split it", len(rawEvents), lim.MaxEvents)}
+	if len(objects) > lim.MaxEvents {
+		return nil, &DecodeError{Status: 413, Msg: fmt.Sprintf("batch has %d events, at most %d are allowed: split it", len(objects), lim.MaxEvents)}
 	}
 
-	d.Events = make([]Event, 0, len(rawEvents))
-	for i, fields := range rawEvents {
-		if fields == nil {
-			return nil, badRequest("event %d: want a JSON object", i)
+	d.Events = make([]Event, 0, len(objects))
+	var sc scanner
+	for i, obj := range objects {
+		f, err := sc.scanEvent(i, obj, ignore, seen)
+		if err != nil {
+			return nil, err
 		}
+
 		var we wireEvent
-		for k, v := range fields {
-			var err error
-			switch k {
-			case "kind":
-				we.Kind, err = rawString(v)
-			case "name":
-				we.Name, err = rawString(v)
-			case "value":
-				we.Value, err = rawNumber(v)
-			default:
-				ignore(k)
-				continue
-			}
-			if err != nil {
-				return nil, badRequest("event %d field %q: %v", i, k, err)
-			}
+		if f.hasKind {
+			we.Kind = &f.kind
+		}
+		if f.hasName {
+			we.Name = &f.name
+		}
+		if f.hasValue {
+			we.Value = &f.value
 		}
 		ev, keep, err := validateEvent(i, we)
 		if err != nil {

@@ -180,3 +180,123 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// decodeReference is the straightforward decoder the scanner replaced: the
+// events array through encoding/json maps. FuzzDecodeBatch checks that
+// both agree.
+func decodeReference(data []byte, lim Limits) (*Decoded, error) {
+	var top map[string]json.RawMessage
+	if err := strictUnmarshal(data, &top); err != nil || top == nil {
+		return nil, badRequest("not an object")
+	}
+	d := &Decoded{}
+	if v, ok := top["schema"]; ok {
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil {
+			return nil, badRequest("schema")
+		}
+		if n != SchemaVersion {
+			return nil, unprocessable("schema")
+		}
+	}
+	if v, ok := top["batch_id"]; ok {
+		if err := json.Unmarshal(v, &d.BatchID); err != nil {
+			return nil, badRequest("batch_id")
+		}
+		if !validBatchID(d.BatchID) {
+			return nil, unprocessable("batch_id")
+		}
+	}
+	for k := range top {
+		if k != "schema" && k != "batch_id" && k != "events" {
+			d.IgnoredFields = append(d.IgnoredFields, k)
+		}
+	}
+	var raw []map[string]json.RawMessage
+	if v, ok := top["events"]; ok {
+		if err := json.Unmarshal(v, &raw); err != nil {
+			return nil, badRequest("events")
+		}
+	}
+	if len(raw) == 0 {
+		return nil, unprocessable("no events")
+	}
+	if len(raw) > lim.MaxEvents {
+		return nil, &DecodeError{Status: 413}
+	}
+	for i, fields := range raw {
+		if fields == nil {
+			return nil, badRequest("event")
+		}
+		var we wireEvent
+		for k, v := range fields {
+			var err error
+			switch k {
+			case "kind":
+				err = json.Unmarshal(v, &we.Kind)
+			case "name":
+				err = json.Unmarshal(v, &we.Name)
+			case "value":
+				err = json.Unmarshal(v, &we.Value)
+			default:
+				if !contains(d.IgnoredFields, k) {
+					d.IgnoredFields = append(d.IgnoredFields, k)
+				}
+				continue
+			}
+			if err != nil {
+				return nil, badRequest("field")
+			}
+		}
+		ev, keep, err := validateEvent(i, we)
+		if err != nil {
+			return nil, err
+		}
+		if !keep {
+			d.Dropped++
+			continue
+		}
+		d.Events = append(d.Events, ev)
+	}
+	return d, nil
+}
+
+// FuzzDecodeBatchMatchesReference checks the scanning decoder against
+// decodeReference on the same input.
+func FuzzDecodeBatchMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		`{"schema":1,"batch_id":"b-1","events":[{"kind":"counter","name":"power_cycles","value":3}]}`,
+		`{"events":[{"kind":"health","name":"battery_pct","value":87.5},{"kind":"runtime","name":"pump","value":0.25}]}`,
+		`{"events":[{"kind":"error","name":"E-1\u0030","value":2,"x":{"a":["}",{"b":"]"}]}},{"kind":"procedure","name":"p"}]}`,
+		`{"events":[{"name":"c","kind":"counter","kind":"error"}]}`,
+		`{"events":[ { "kind" : "counter" , "name" : "c" , "value" : 1e2 } ] }`,
+		`{"events":null}`, `{"events":[null]}`, `{"events":[[]]}`, `{"events":[{"value":null,"kind":"counter","name":"c"}]}`,
+		`{"events":[{"kind":"counter","name":"c","value":-0.0}]}`, `{"events":[{"k\u0069nd":"counter","name":"c"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := Limits{MaxEvents: 20}
+		got, gerr := DecodeBatch(data, lim)
+		want, werr := decodeReference(data, lim)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("scanner error %v, reference error %v", gerr, werr)
+		}
+		if gerr != nil {
+			var g, w *DecodeError
+			if !errors.As(gerr, &g) || !errors.As(werr, &w) || g.Status != w.Status {
+				t.Fatalf("scanner error %v, reference error %v: statuses differ", gerr, werr)
+			}
+			return
+		}
+		if !slices.Equal(got.Events, want.Events) || got.Dropped != want.Dropped || got.BatchID != want.BatchID {
+			t.Fatalf("scanner %+v, reference %+v", got, want)
+		}
+		if len(want.IgnoredFields) <= 16 {
+			g, w := slices.Sorted(slices.Values(got.IgnoredFields)), slices.Sorted(slices.Values(want.IgnoredFields))
+			if !slices.Equal(g, w) {
+				t.Fatalf("ignored fields: scanner %v, reference %v", g, w)
+			}
+		}
+	})
+}
