@@ -83,6 +83,8 @@ type tufJSDevice struct {
 	t   testing.TB
 	dir string
 	g   *gw
+	// deadline bounds one whole update, as a device's own watchdog would.
+	deadline time.Duration
 }
 
 // tufJSDir is the harness folder; its node_modules come from `npm ci`.
@@ -105,7 +107,7 @@ func newTufJSDevice(t testing.TB, g *gw, root []byte) *tufJSDevice {
 	if _, err := os.Stat(filepath.Join(tufJSDir, "node_modules", "tuf-js", "package.json")); err != nil {
 		t.Skip("tuf-js is not installed: run `npm ci` in cache/testdata/tufjs (scripts/test-deps.sh does)")
 	}
-	d := &tufJSDevice{t: t, dir: t.TempDir(), g: g}
+	d := &tufJSDevice{t: t, dir: t.TempDir(), g: g, deadline: 20 * time.Second}
 	for _, sub := range []string{"metadata", "targets"} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
 			t.Fatal(err)
@@ -124,7 +126,7 @@ func (d *tufJSDevice) fetch(target string) ([]byte, error) {
 		"targetDir":       filepath.Join(d.dir, "targets"),
 		"target":          target,
 		"timeoutMs":       5000,
-		"deadlineMs":      3000,
+		"deadlineMs":      d.deadline.Milliseconds(),
 	})
 	if err != nil {
 		d.t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/cache/blob"
 )
 
 // waitFor polls cond until it holds or 20 seconds pass.
@@ -21,6 +23,19 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitFillHolds waits until the running fill of sha has n bytes, reading
+// them through a fill reader like a device would.
+func waitFillHolds(t testing.TB, g *gw, sha string, n int) {
+	t.Helper()
+	var f *blob.Fill
+	waitFor(t, "the fill to start", func() bool { f = g.blobs.Running(sha); return f != nil })
+	rd := f.NewReader()
+	defer rd.Close()
+	if _, err := rd.ReadAt(make([]byte, 1), int64(n-1)); err != nil {
+		t.Fatalf("waiting for %d bytes of the fill: %v", n, err)
 	}
 }
 
@@ -95,10 +110,7 @@ func TestLateJoinerReceivesBytesBeforeTheFillEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer early.Body.Close()
-	waitFor(t, "the fill to hold the first bytes", func() bool {
-		f := g.blobs.Running(sha256hex(img))
-		return f != nil && f.Written() >= first
-	})
+	waitFillHolds(t, g, sha256hex(img), first)
 	late, err := http.Get(g.blobURL(img))
 	if err != nil {
 		t.Fatal(err)

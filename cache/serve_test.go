@@ -135,10 +135,7 @@ func TestDeviceDownloadRanges(t *testing.T) {
 				up.hook(targetName("pump/pump.img", img), gated(img, len(img)/2, release))
 				// A first request starts the fill; wait until it paused.
 				go func() { _, _, _ = get(t, url) }()
-				waitFor(t, "the fill to pause", func() bool {
-					f := g.blobs.Running(sha256hex(img))
-					return f != nil && f.Written() >= int64(len(img)/2)
-				})
+				waitFillHolds(t, g, sha256hex(img), len(img)/2)
 			}
 			var wg sync.WaitGroup
 			for _, tc := range rangeCases(etag) {
