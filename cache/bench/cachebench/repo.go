@@ -7,10 +7,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"fmt"
-	"hash"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -101,7 +99,7 @@ func writeTarget(dir string, s blobSpec, seed uint64) (*metadata.TargetFiles, er
 		return nil, err
 	}
 	h256, h512 := sha256.New(), sha512.New()
-	src := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 'w', 'g'})
+	src := mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 'w', 'g'})
 	if _, err := io.Copy(io.MultiWriter(f, h256, h512), io.LimitReader(src, s.Size)); err != nil {
 		f.Close()
 		return nil, err
@@ -118,18 +116,4 @@ func writeTarget(dir string, s blobSpec, seed uint64) (*metadata.TargetFiles, er
 		return nil, err
 	}
 	return &metadata.TargetFiles{Length: s.Size, Hashes: metadata.Hashes{"sha256": sum256, "sha512": sum512}}, nil
-}
-
-// hashFile returns the SHA-256 of a file in hex.
-func hashFile(name string) (string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var h hash.Hash = sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%x", h.Sum(nil)), nil
 }

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// server is one process under measurement.
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	base string // URL prefix of a blob, to which the SHA-256 or name is added
+}
+
+// bench holds the running processes and the repository.
+type bench struct {
+	dir      string
+	self     string
+	sums     map[string]string
+	procs    []*exec.Cmd
+	fastUp   string // upstream URL without rate limit
+	slowUp   string // rate-limited upstream URL for the cold runs
+	gwHTTP   server
+	gwHTTPS  server
+	gwCold   server
+	ngStatic server
+	ngProxy  server
+	out      *bytes.Buffer
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	dur := fs.Duration("dur", 5*time.Second, "length of each load run")
+	outFile := fs.String("out", "", "also write the markdown results to this file")
+	coldRate := fs.Int64("cold-rate", 100*mib, "upstream bytes per second in the cold runs")
+	_ = fs.Parse(args)
+	if _, err := exec.LookPath("nginx"); err != nil {
+		return errors.New("nginx is not installed: apt-get install nginx-light (with a policy-rc.d that exits 101 so it does not start)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "cachebench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}}
+	defer b.stop()
+	specs := []blobSpec{{"b100m.img", 100 * mib}, {"b1g.img", gib}, {"b2g.img", 2 * gib}, {"cold-gw.img", 100 * mib}, {"cold-ngx.img", 100 * mib}}
+	fmt.Fprintln(os.Stderr, "writing the repository...")
+	root, sums, err := writeRepo(filepath.Join(dir, "repo"), specs)
+	if err != nil {
+		return fmt.Errorf("writing the bench repository: %w", err)
+	}
+	b.sums = sums
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), root, 0o600); err != nil {
+		return err
+	}
+	if err := b.start(*coldRate); err != nil {
+		return err
+	}
+	b.cached(*dur)
+	b.memory(*dur)
+	b.cold(*coldRate)
+	fmt.Print(b.out.String())
+	if *outFile != "" {
+		return os.WriteFile(*outFile, b.out.Bytes(), 0o644)
+	}
+	return nil
+}
+
+func (b *bench) spawn(name string, args ...string) (*exec.Cmd, string, error) {
+	addrFile := filepath.Join(b.dir, name+".addr")
+	cmd := exec.Command(b.self, append(args, "-addr-file", addrFile)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	b.procs = append(b.procs, cmd)
+	addr, err := waitFile(addrFile, 5*time.Minute)
+	return cmd, addr, err
+}
+
+func waitFile(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(name); err == nil {
+			return string(b), nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "", fmt.Errorf("%s did not appear within %s", name, timeout)
+}
+
+func (b *bench) start(coldRate int64) error {
+	repo := filepath.Join(b.dir, "repo")
+	_, fast, err := b.spawn("upstream-fast", "upstream", "-dir", repo)
+	if err != nil {
+		return err
+	}
+	_, slow, err := b.spawn("upstream-slow", "upstream", "-dir", repo, "-rate", fmt.Sprint(coldRate))
+	if err != nil {
+		return err
+	}
+	b.fastUp, b.slowUp = "http://"+fast, "http://"+slow
+	root := filepath.Join(b.dir, "root.json")
+	fmt.Fprintln(os.Stderr, "starting the gateway and caching the blobs...")
+	gw, addr, err := b.spawn("gateway", "gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", root,
+		"-prefetch", "b100m.img,b1g.img,b2g.img", "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
+	if err != nil {
+		return err
+	}
+	tlsAddr, err := waitFile(filepath.Join(b.dir, "gateway.tls"), time.Minute)
+	if err != nil {
+		return err
+	}
+	b.gwHTTP = server{"gateway (HTTP)", gw, "http://" + addr + "/v1/blobs/sha256/"}
+	b.gwHTTPS = server{"gateway (HTTPS)", gw, "https://" + tlsAddr + "/v1/blobs/sha256/"}
+	cold, caddr, err := b.spawn("gateway-cold", "gateway", "-dir", filepath.Join(b.dir, "gw-cold"), "-upstream", b.slowUp, "-root", root,
+		"-tls-addr-file", filepath.Join(b.dir, "gateway-cold.tls"))
+	if err != nil {
+		return err
+	}
+	b.gwCold = server{"gateway", cold, "http://" + caddr + "/v1/blobs/sha256/"}
+	ng, static, proxy, err := startNginx(b.dir, filepath.Join(repo, "targets"), b.sums, slow)
+	if err != nil {
+		return err
+	}
+	b.procs = append(b.procs, ng)
+	b.ngStatic = server{"nginx (HTTP, sendfile)", ng, "http://" + static + "/"}
+	b.ngProxy = server{"nginx proxy_cache_lock", ng, "http://" + proxy + "/targets/"}
+	return nil
+}
+
+func (b *bench) stop() {
+	for _, p := range b.procs {
+		_ = p.Process.Kill()
+		_, _ = p.Process.Wait()
+	}
+}
+
+func (b *bench) url(s server, name string) string { return s.base + b.sums[name] }
+
+// cached serves committed blobs to 1, 16, 64 and 256 clients.
+func (b *bench) cached(dur time.Duration) {
+	fmt.Fprintf(b.out, "## Cached blobs\n\nEach run lasts %s; every client downloads the blob again and again. "+
+		"CPU is the server process tree's user+system time per GB sent. TTFB is request start to first body byte; "+
+		"full is request start to last byte, over completed downloads.\n\n", dur)
+	fmt.Fprintln(b.out, "| blob | clients | server | MB/s | CPU s/GB | p99 TTFB | p99 full | completed | errors |")
+	fmt.Fprintln(b.out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, blob := range []string{"b100m.img", "b1g.img"} {
+		for _, clients := range []int{1, 16, 64, 256} {
+			servers := []server{b.ngStatic, b.gwHTTP, b.gwHTTPS}
+			for _, s := range servers {
+				fmt.Fprintf(os.Stderr, "cached %s, %d clients, %s\n", blob, clients, s.name)
+				smp := startSampler(s.cmd.Process.Pid)
+				res := runLoad(loadSpec{URL: b.url(s, blob), Clients: clients, Duration: dur})
+				cpu, _ := smp.end()
+				gb := float64(res.Bytes) / 1e9
+				fmt.Fprintf(b.out, "| %s | %d | %s | %.0f | %.3f | %s | %s | %d | %d |\n", sizeName(blob), clients, s.name,
+					float64(res.Bytes)/1e6/dur.Seconds(), cpu/max(gb, 1e-9), ms(percentile(res.TTFB, 0.99)), ms(percentile(res.Full, 0.99)), res.Completed, res.Errors)
+			}
+		}
+	}
+}
+
+// memory measures peak RSS with 1000 slow clients and with 256 clients
+// reading the 2 GiB blob.
+func (b *bench) memory(dur time.Duration) {
+	fmt.Fprintf(b.out, "\n## Peak memory\n\nPeak resident memory of the server process tree (sampled every 20 ms) during a run of %s.\n\n", 2*dur)
+	fmt.Fprintln(b.out, "| load | server | peak RSS MiB | MB/s | errors |")
+	fmt.Fprintln(b.out, "| --- | --- | ---: | ---: | ---: |")
+	runs := []struct {
+		name    string
+		blob    string
+		clients int
+		rate    int64
+	}{
+		{"1000 clients at 64 KiB/s, 100 MiB blob", "b100m.img", 1000, 64 << 10},
+		{"256 clients, 2 GiB blob", "b2g.img", 256, 0},
+	}
+	for _, r := range runs {
+		for _, s := range []server{b.ngStatic, b.gwHTTP, b.gwHTTPS} {
+			fmt.Fprintf(os.Stderr, "memory: %s, %s\n", r.name, s.name)
+			smp := startSampler(s.cmd.Process.Pid)
+			res := runLoad(loadSpec{URL: b.url(s, r.blob), Clients: r.clients, Duration: 2 * dur, Rate: r.rate})
+			_, peak := smp.end()
+			fmt.Fprintf(b.out, "| %s | %s | %.1f | %.0f | %d |\n", r.name, s.name, float64(peak)/mib, float64(res.Bytes)/1e6/(2*dur).Seconds(), res.Errors)
+		}
+	}
+}
+
+// cold starts one download of an uncached blob and 15 late joiners spread
+// over the fill, and compares upstream bytes and the joiners' TTFB.
+func (b *bench) cold(rate int64) {
+	fill := time.Duration(float64(100*mib) / float64(rate) * float64(time.Second))
+	fmt.Fprintf(b.out, "\n## Cold pull-through\n\nOne device asks for an uncached 100 MiB blob; 15 more join at even steps "+
+		"over the first 80%% of the fill. The upstream sends at %d MiB/s (a fill takes about %s).\n\n", rate/mib, fill.Round(100*time.Millisecond))
+	fmt.Fprintln(b.out, "| server | upstream bytes / blob | late joiners' TTFB p50 | p99 | max | all bodies complete |")
+	fmt.Fprintln(b.out, "| --- | ---: | ---: | ---: | ---: | --- |")
+	for _, c := range []struct {
+		s    server
+		url  string
+		path string
+	}{
+		{b.gwCold, b.url(b.gwCold, "cold-gw.img"), "targets/" + b.sums["cold-gw.img"] + ".cold-gw.img"},
+		{b.ngProxy, b.ngProxy.base + b.sums["cold-ngx.img"] + ".cold-ngx.img", "targets/" + b.sums["cold-ngx.img"] + ".cold-ngx.img"},
+	} {
+		fmt.Fprintf(os.Stderr, "cold: %s\n", c.s.name)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var ttfb []time.Duration
+		complete := true
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i) * fill * 8 / 10 / 16)
+				res := runOnce(c.url)
+				mu.Lock()
+				defer mu.Unlock()
+				if i > 0 {
+					ttfb = append(ttfb, res.ttfb)
+				}
+				complete = complete && res.ok
+			}()
+		}
+		wg.Wait()
+		sent := upstreamSent(b.slowUp, c.path)
+		fmt.Fprintf(b.out, "| %s | %.4f | %s | %s | %s | %v |\n", c.s.name, float64(sent)/float64(100*mib),
+			ms(percentile(ttfb, 0.5)), ms(percentile(ttfb, 0.99)), ms(percentile(ttfb, 1)), complete)
+	}
+}
+
+type onceResult struct {
+	ttfb time.Duration
+	ok   bool
+}
+
+func runOnce(url string) onceResult {
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		return onceResult{}
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 256<<10)
+	var got int64
+	var res onceResult
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 && got == 0 {
+			res.ttfb = time.Since(start)
+		}
+		got += int64(n)
+		if err != nil {
+			res.ok = errors.Is(err, io.EOF) && resp.StatusCode == http.StatusOK && got == 100*mib
+			return res
+		}
+	}
+}
+
+func upstreamSent(base, path string) int64 {
+	resp, err := http.Get(base + "/stats")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var m map[string]int64
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return -1
+	}
+	return m[path]
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func sizeName(blob string) string {
+	return strings.NewReplacer("b100m.img", "100 MiB", "b1g.img", "1 GiB", "b2g.img", "2 GiB").Replace(blob)
+}
