@@ -51,6 +51,7 @@ type Gateway struct {
 	policy    *policy.Evaluator
 	tunnel    *tunnel.Client
 	outbox    *outbox
+	discovery *discoveryService
 	telemetry *telemetryService
 	admin     *adminState
 
@@ -133,6 +134,9 @@ func New(cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
 		}
 	}
 	if err := g.setupAdmin(); err != nil {
+		return nil, err
+	}
+	if g.discovery, err = newDiscoveryService(g); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -250,6 +254,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	start("mirror", func(c context.Context) { _ = g.mirror.Run(c) })
 	start("inventory", func(c context.Context) { _ = g.inventory.Run(c) })
 	start("telemetry", g.telemetry.run)
+	start("discovery", g.discovery.run)
 	start("admin", g.runAdmin)
 
 	devSrv := &http.Server{
@@ -289,6 +294,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	g.log.Info("gateway shutting down")
+	// The mDNS goodbye goes out first, so devices stop sending new work.
+	g.discovery.close()
 	// Stop order:
 	// 1. device listeners drain, so no check-in or telemetry batch is
 	//    acknowledged after the queue stops;
@@ -325,6 +332,9 @@ func (g *Gateway) closeAll() error {
 	}
 	if g.adminLn != nil {
 		_ = g.adminLn.Close()
+	}
+	if g.discovery != nil {
+		g.discovery.close()
 	}
 	if g.telemetry != nil {
 		g.telemetry.close()
