@@ -24,6 +24,7 @@ test: test-deps ## run every test with the race detector
 
 bench: ## run the benchmarks once and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m $(PKGS)
+	./scripts/bench-cache.sh
 
 fuzz: ## run each fuzz target for 30 seconds
 	./scripts/fuzz.sh 30s

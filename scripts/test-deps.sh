@@ -12,6 +12,7 @@ debs=(
   avahi-utils       # avahi-browse
   dbus              # a private bus for avahi-browse
   python3-zeroconf  # a second independent mDNS peer
+  curl              # the plain-download device of the cache tests
   chromium          # headless browser for the console tests
   chromium-driver   # DevTools driver that comes with it
   fonts-dejavu-core # a font for the console screenshots
@@ -41,5 +42,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ $had_policy = 0 ] && rm -f "$policy"
   fi
+fi
+# tuf-js 4.1.0 (runs on Node 20) for the cache's device tests.
+if command -v npm >/dev/null && [ ! -e "$(dirname "$0")/../cache/testdata/tufjs/node_modules/tuf-js/package.json" ]; then
+  (cd "$(dirname "$0")/../cache/testdata/tufjs" && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "test-deps: npm ci in cache/testdata/tufjs failed; the tuf-js device tests skip" >&2
 fi
 echo "test-deps: ready"
