@@ -90,10 +90,10 @@ type CycleStats struct {
 // Browser discovers devices on clinical VLAN interfaces over mDNS and
 // feeds their sightings to an inventory.
 //
-// hashicorp/mdns v1.0.7 is wrapped, not trusted: each interface gets its
-// own query per cycle through it, its results are drained into a buffer,
-// filtered by service type and checked to be on the interface's subnet
-// (its multicast socket hears every interface). Because the library also
+// hashicorp/mdns v1.0.7 is wrapped, not trusted. Each interface gets its
+// own query per cycle through it. Its results are drained into a buffer,
+// filtered by service type and checked to be on the interface's subnet,
+// because its multicast socket hears every interface. Because the library also
 // reports goodbyes as live devices and keeps only the last instance of a
 // packet, the browser sends its own query from port 5353, so that
 // responses are multicast, and reads every packet on its own socket with

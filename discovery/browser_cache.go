@@ -22,8 +22,8 @@ const (
 	goodbyeMemory = 10 * time.Minute
 )
 
-// instanceState is what the browser has heard about one service instance
-// on one interface.
+// instanceState is the browser's cached state of one service instance on
+// one interface.
 type instanceState struct {
 	label string
 	host  string // lower-case FQDN from SRV

@@ -189,9 +189,12 @@ func (b *Browser) liveSighting(st *ifaceState, in *instanceState, src netip.Addr
 			in.lastQuery = now
 			queries = append(queries, dns.Question{Name: in.host, Qtype: dns.TypeA, Qclass: dns.ClassINET})
 		}
-		if src.IsValid() {
-			addrs = []netip.Addr{src}
+		if !src.IsValid() {
+			// A packet of address records alone that withdrew the host's
+			// last address carries no news about the instance.
+			return nil, nil, queries
 		}
+		addrs = []netip.Addr{src}
 	}
 	if in.infoErr != nil {
 		var addr netip.Addr

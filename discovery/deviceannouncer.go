@@ -18,7 +18,7 @@ type SimulatedDevice struct {
 	// Host is the host label of the SRV target and A record. Default
 	// "dev-" and the serial, reduced to letters, digits and hyphens.
 	Host string
-	// Info is what the TXT record claims.
+	// Info is the set of claims the TXT record carries.
 	Info DeviceInfo
 	// Address is the IPv4 address in the A record. Default the
 	// interface's first IPv4 address.

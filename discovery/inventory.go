@@ -114,8 +114,8 @@ type Link struct {
 	DepartedAt time.Time `json:"departed_at,omitzero"`
 }
 
-// Claim is what mDNS last announced for a checked-in device where it
-// differs from the last check-in. It stays unverified until a check-in
+// Claim is the set of values that mDNS last announced for a checked-in
+// device where they differ from the last check-in. It stays unverified until a check-in
 // reports the same values.
 type Claim struct {
 	Model            string    `json:"model,omitempty"`
@@ -209,7 +209,7 @@ type Inventory struct {
 	metrics *inventoryMetrics
 
 	// mu serialises writes, so each read-modify-write of a device record
-	// sees the previous one. It also guards seen and stateCounts.
+	// reads the result of the previous one. It also guards seen and stateCounts.
 	mu sync.Mutex
 	// seen holds last-seen times newer than the stored record, keyed by
 	// device key; see InventoryOptions.TouchInterval.

@@ -156,7 +156,7 @@ func listenMDNS(ifaces []netInterface) (*mdnsConn, error) {
 		err := c.Control(func(fd uintptr) {
 			// SO_REUSEADDR and SO_REUSEPORT let other mDNS stacks on the
 			// host (avahi, the announcer, hashicorp/mdns queries) bind
-			// port 5353 too; the kernel gives each a copy of every
+			// port 5353 too. The kernel gives each a copy of every
 			// multicast packet.
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
 				return
@@ -205,7 +205,7 @@ func listenMDNS(ifaces []netInterface) (*mdnsConn, error) {
 	return m, nil
 }
 
-// packetInfo is where a packet came from.
+// packetInfo is the arrival interface and source of a packet.
 type packetInfo struct {
 	ifIndex int
 	src     netip.AddrPort

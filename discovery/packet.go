@@ -14,7 +14,7 @@ import (
 // cacheFlushBit is the top bit of an mDNS resource record class. On a
 // record in a response it marks the record set as unique, so receivers
 // replace what they cached for that name and type (RFC 6762 section
-// 10.2). In a question the same bit asks for a unicast response.
+// 10.2). In a question the same bit requests a unicast response.
 const cacheFlushBit = 1 << 15
 
 // dnsSDEnumeration is the DNS-SD service type enumeration name (RFC 6763
@@ -45,7 +45,7 @@ type addrRecord struct {
 	flush bool
 }
 
-// response is what one mDNS response says about one service type.
+// response is the content of one mDNS response for one service type.
 type response struct {
 	// ptrs lists the instances named by PTR records for the service,
 	// in packet order.

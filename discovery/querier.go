@@ -51,8 +51,8 @@ func (b *Browser) queryLoop(ctx context.Context, st *ifaceState) {
 
 // libraryQuery runs one hashicorp/mdns query on st's interface. The
 // library drops results when its channel is not read in time, so a
-// goroutine drains the channel into a slice for the whole query window;
-// the entries are handled after the query returns.
+// goroutine drains the channel into a slice for the whole query window.
+// The entries are handled after the query returns.
 func (b *Browser) libraryQuery(ctx context.Context, st *ifaceState) {
 	entries := make(chan *mdns.ServiceEntry, 256)
 	var mu sync.Mutex
@@ -72,7 +72,7 @@ func (b *Browser) libraryQuery(ctx context.Context, st *ifaceState) {
 		Timeout:   b.opts.QueryWindow,
 		Interface: st.n.ifi,
 		Entries:   entries,
-		// The browser's own listener is IPv4 only, so the library is too;
+		// The browser's own listener is IPv4 only, so the library is too.
 		// AAAA records in IPv4 answers are still read.
 		DisableIPv6: true,
 		Logger:      log.New(slogWriter{b.log, st.n.name}, "", 0),
@@ -104,7 +104,7 @@ func (b *Browser) handleLibraryEntry(st *ifaceState, e *mdns.ServiceEntry) {
 	// belongs to this one only when its address is in one of this
 	// interface's subnets. A link-local address exists on every link and
 	// proves nothing, so a result with only link-local addresses is left
-	// to the listener, which knows the arrival interface.
+	// to the listener, which reads the arrival interface of each packet.
 	var addrs []netip.Addr
 	for _, ip := range [][]byte{e.AddrV4, e.AddrV6} {
 		if a, ok := netip.AddrFromSlice(ip); ok && st.n.inSubnet(a.Unmap()) {
@@ -129,8 +129,9 @@ func (b *Browser) handleLibraryEntry(st *ifaceState, e *mdns.ServiceEntry) {
 	st.mu.Lock()
 	in := st.instances[strings.ToLower(label)]
 	// The library reports a goodbye as a live device. The listener is the
-	// authority on departures, so a result for an instance it last heard
-	// say goodbye is ignored until the listener hears it live again.
+	// authority on departures, so a result for an instance whose last
+	// record on the listener was a goodbye is ignored until the listener
+	// hears the instance live again.
 	suppressed := in != nil && in.goodbye
 	st.mu.Unlock()
 	if suppressed {

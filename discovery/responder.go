@@ -15,13 +15,13 @@ import (
 
 // The gateway announces itself with this package's own responder rather
 // than the hashicorp/mdns v1.0.7 server, because that server cannot
-// restrict an answer to one interface's address: it listens on the mDNS
-// group with Linux's default IP_MULTICAST_ALL, so it hears every
-// interface, answers each with every address of its zone, always replies
-// by unicast to the querier, never announces unsolicited and sends no
-// goodbye. This responder keeps one record set per interface, answers a
-// query only with the records of the interface it arrived on, and
-// announces and withdraws by multicast on that interface.
+// restrict an answer to one interface's address. The server listens on
+// the mDNS group with Linux's default IP_MULTICAST_ALL, so it hears every
+// interface and answers each with every address of its zone. It also
+// always replies by unicast to the querier, never announces unsolicited
+// and sends no goodbye. This responder keeps one record set per
+// interface, answers a query only with the records of the interface it
+// arrived on, and announces and withdraws by multicast on that interface.
 
 // Record TTLs from RFC 6762 section 10: 120 seconds for records that name
 // a host (SRV, A, AAAA), 75 minutes for the others.
@@ -100,6 +100,13 @@ func (s *responderService) addrRecords(ttlScale uint32) []dns.RR {
 	return out
 }
 
+// packetWriter sends mDNS packets out of one interface. *mdnsConn
+// implements it.
+type packetWriter interface {
+	sendMulticast(b []byte, ifIndex int) error
+	sendUnicast(b []byte, ifIndex int, dst netip.AddrPort) error
+}
+
 // rrGroup is the answers and additional records for one service, kept in
 // one packet.
 type rrGroup struct{ answers, extras []dns.RR }
@@ -107,7 +114,9 @@ type rrGroup struct{ answers, extras []dns.RR }
 // responder answers mDNS queries for a set of services on each of its
 // interfaces, and announces and withdraws them.
 type responder struct {
-	conn   *mdnsConn
+	conn *mdnsConn
+	// out sends the responses; it is conn except in tests.
+	out    packetWriter
 	log    *slog.Logger
 	ifaces map[int]netInterface
 
@@ -129,7 +138,7 @@ func newResponder(ifaces []netInterface, log *slog.Logger) (*responder, error) {
 		return nil, err
 	}
 	r := &responder{
-		conn: conn, log: log, ifaces: map[int]netInterface{},
+		conn: conn, out: conn, log: log, ifaces: map[int]netInterface{},
 		services: map[int]map[string]*responderService{}, lastMulticast: map[int]map[string]time.Time{},
 		stop: make(chan struct{}),
 	}

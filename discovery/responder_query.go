@@ -219,9 +219,9 @@ func (r *responder) write(ifIndex int, msg *dns.Msg, dst netip.AddrPort) {
 		return
 	}
 	if dst.IsValid() {
-		err = r.conn.sendUnicast(pkt, ifIndex, dst)
+		err = r.out.sendUnicast(pkt, ifIndex, dst)
 	} else {
-		err = r.conn.sendMulticast(pkt, ifIndex)
+		err = r.out.sendMulticast(pkt, ifIndex)
 		if err == nil {
 			now := time.Now()
 			r.mu.Lock()

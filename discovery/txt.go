@@ -11,9 +11,9 @@ import (
 
 // DNS-SD TXT limits (RFC 6763 section 6). A TXT string is at most 255
 // bytes because its length is one byte on the wire. MaxTXTSize is the
-// largest whole record accepted: RFC 6763 section 6.2 says a record should
-// fit in one 1500-byte Ethernet packet and suggests 1300 bytes as the
-// ceiling, so larger records are rejected as malformed.
+// largest whole record accepted. RFC 6763 section 6.2 calls records over
+// 1300 bytes NOT RECOMMENDED, because a record that size still fits one
+// 1500-byte Ethernet packet, so larger records are rejected as malformed.
 const (
 	MaxTXTStringLen = 255
 	MaxTXTSize      = 1300
@@ -66,11 +66,11 @@ func (e *TXTError) Error() string {
 func (e *TXTError) Unwrap() error { return ErrMalformedTXT }
 
 // ParseTXT parses raw (not presentation-escaped) TXT strings by the
-// DNS-SD rules of RFC 6763 section 6: keys are case-insensitive, the first
-// occurrence of a key wins, a string without "=" is a boolean attribute, a
-// string that starts with "=" or is empty is ignored, and keys are
-// printable US-ASCII. It returns every attribute it could read and, when
-// some string was unusable, a *TXTError naming each problem.
+// DNS-SD rules of RFC 6763 section 6. Keys are printable US-ASCII and
+// case-insensitive, and the first occurrence of a key wins. A string
+// without "=" is a boolean attribute, and a string that starts with "=" or
+// is empty is ignored. ParseTXT returns every attribute it could read and,
+// when some string was unusable, a *TXTError naming each problem.
 func ParseTXT(strs []string) (TXTAttributes, error) {
 	attrs := make(TXTAttributes, len(strs))
 	var problems []string
@@ -116,7 +116,8 @@ func validTXTKey(key string) bool {
 	return true
 }
 
-// DeviceInfo is what a device claims about itself in its TXT record.
+// DeviceInfo is the set of claims a device makes about itself in its TXT
+// record.
 type DeviceInfo struct {
 	SchemaVersion    int
 	Manufacturer     string
