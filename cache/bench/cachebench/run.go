@@ -62,6 +62,10 @@ func run(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// nginx's workers run as an unprivileged user and must read the files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}}
 	defer b.stop()
 	specs := []blobSpec{{"b100m.img", 100 * mib}, {"b1g.img", gib}, {"b2g.img", 2 * gib}, {"cold-gw.img", 100 * mib}, {"cold-ngx.img", 100 * mib}}
