@@ -144,7 +144,7 @@ func (r *Relay) prune(now time.Time) error {
 		defer it.Close()
 		for it.Rewind(); it.Valid() && len(del) < 1000; it.Next() {
 			seq := binary.BigEndian.Uint64(it.Item().Key()[len(prefixPayload):])
-			if seq > r.delivered {
+			if seq > r.delivered.Load() {
 				break
 			}
 			rec, err := getRecord(txn, seq)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -73,11 +74,11 @@ type Relay struct {
 	m    *relayMetrics
 	perD map[string]bool
 
-	sealMu    sync.Mutex // one seal at a time
-	upMu      sync.Mutex // one upload stream at a time
-	next      uint64     // next export sequence number (under sealMu)
-	delivered uint64     // last delivered export (under upMu)
-	attempts  int        // attempts at the current head (under upMu)
+	sealMu    sync.Mutex    // one seal at a time
+	upSem     chan struct{} // one upload stream at a time; waiting honours ctx
+	next      uint64        // next export sequence number (under sealMu)
+	delivered atomic.Uint64 // last delivered export (written holding upSem)
+	attempts  int           // attempts at the current head (under upSem)
 
 	runMu    sync.Mutex
 	cancel   context.CancelFunc
@@ -147,7 +148,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	}
 
 	r := &Relay{
-		q: q, up: up, opts: opts, m: m, perD: make(map[string]bool),
+		q: q, up: up, opts: opts, m: m, perD: make(map[string]bool), upSem: make(chan struct{}, 1),
 		log: opts.Logger.With("component", "telemetry.relay"),
 	}
 
@@ -163,7 +164,8 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 		if r.next, err = getU64(txn, keyNextExport); err != nil {
 			return err
 		}
-		r.delivered, err = getU64(txn, keyDelivered)
+		d, err := getU64(txn, keyDelivered)
+		r.delivered.Store(d)
 		return err
 	})
 	if err != nil {
@@ -178,7 +180,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	err = q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixPayload})
 		defer it.Close()
-		for it.Seek(seqKey(prefixPayload, r.delivered+1)); it.Valid(); it.Next() {
+		for it.Seek(seqKey(prefixPayload, r.delivered.Load()+1)); it.Valid(); it.Next() {
 			pendingBytes += it.Item().ValueSize()
 		}
 		return nil
@@ -190,7 +192,7 @@ func NewRelay(q *Queue, up Uploader, opts RelayOptions) (*Relay, error) {
 	q.mu.Lock()
 	q.exportBytes = pendingBytes
 	q.mu.Unlock()
-	r.m.pending.Set(float64(r.next - 1 - r.delivered))
+	r.m.pending.Set(float64(r.next - 1 - r.delivered.Load()))
 	return r, nil
 }
 
@@ -297,10 +299,7 @@ func (r *Relay) Pending() (uploads uint64, batches int64) {
 	r.sealMu.Lock()
 	next := r.next
 	r.sealMu.Unlock()
-	r.upMu.Lock()
-	d := r.delivered
-	r.upMu.Unlock()
-	return next - 1 - d, r.q.Stats().Batches
+	return next - 1 - r.delivered.Load(), r.q.Stats().Batches
 }
 
 // seal folds unsealed queue entries into one payload per call round (all of
@@ -458,13 +457,17 @@ func (r *Relay) sealOnce(ctx context.Context, all bool, limit int) (int, error) 
 // drain uploads pending payloads in sequence order until none is left or
 // one fails.
 func (r *Relay) drain(ctx context.Context) error {
-	r.upMu.Lock()
-	defer r.upMu.Unlock()
+	select {
+	case r.upSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.upSem }()
 	for {
 		r.sealMu.Lock()
 		next := r.next
 		r.sealMu.Unlock()
-		seq := r.delivered + 1
+		seq := r.delivered.Load() + 1
 		if seq >= next {
 			return nil
 		}
@@ -509,7 +512,7 @@ func (r *Relay) drain(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("recording delivery of %s: %w", rec.Key, classify(err))
 		}
-		r.delivered = seq
+		r.delivered.Store(seq)
 		r.q.mu.Lock()
 		r.q.exportBytes -= int64(len(body))
 		r.q.mu.Unlock()

@@ -380,3 +380,51 @@ func TestSealSplitsLongBacklog(t *testing.T) {
 		t.Errorf("events: got %d, want 5", events)
 	}
 }
+
+// hangingUploader blocks every upload until its context ends.
+type hangingUploader struct{ entered chan struct{} }
+
+func (h *hangingUploader) Upload(ctx context.Context, _ string, _ []byte) error {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestFlushHonoursContextWhileRunUploads(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	q, err := telemetry.OpenQueue(db, telemetry.QueueOptions{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	up := &hangingUploader{entered: make(chan struct{}, 1)}
+	r, err := telemetry.NewRelay(q, up, telemetry.RelayOptions{SiteID: testSite, MinCellDevices: 1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, q, device(1), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	_ = r.Flush(ctx) // seals, and the hanging attempt times out
+	cancel()
+	go r.Run(context.Background())
+	t.Cleanup(func() { r.Close() })
+	<-up.entered // Run now holds the upload stream
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		done <- r.Flush(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Flush with a hanging tunnel: got nil, want an error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Flush did not return after its context ended")
+	}
+}
