@@ -409,6 +409,7 @@ func TestFlushHonoursContextWhileRunUploads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	_ = r.Flush(ctx) // seals, and the hanging attempt times out
 	cancel()
+	<-up.entered // that attempt's signal
 	go r.Run(context.Background())
 	t.Cleanup(func() { r.Close() })
 	<-up.entered // Run now holds the upload stream
