@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -119,8 +120,35 @@ func (c *Client) controlLoop(ctx context.Context, s *session) {
 	}
 }
 
+// heartbeat is what the gateway writes on the control stream every
+// keep-alive period. QUIC keep-alives are smaller than the smallest
+// packet a hub answers with a stateless reset, so after a hub crash an
+// idle tunnel would wait out its idle timeout; a heartbeat's packet is
+// large enough to get the reset at once.
+var heartbeat = []byte(`{"type":"heartbeat"}` + strings.Repeat(" ", 43) + "\n")
+
 func (c *Client) readControl(ctx context.Context, s *session) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://wardhub/v1/control", nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	// Closing the reader also frees a heartbeat write that nobody reads.
+	defer pr.Close()
+	go func() {
+		t := time.NewTicker(c.opts.KeepAlivePeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				pw.CloseWithError(ctx.Err())
+				return
+			case <-t.C:
+				if _, err := pw.Write(heartbeat); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://wardhub/v1/control", pr)
 	if err != nil {
 		return err
 	}

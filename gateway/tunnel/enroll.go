@@ -118,8 +118,12 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*Enrolment, error) {
 		}
 		var refused *RefusedError
 		var insp *InspectionError
+		var cve *tls.CertificateVerificationError
 		if errors.As(lastErr, &refused) || errors.As(lastErr, &insp) {
 			return nil, lastErr
+		}
+		if errors.As(lastErr, &cve) {
+			return nil, fmt.Errorf("the hub's certificate is not from the hub CA given (check the CA file or the fingerprint from `wardhub token create`): %w", lastErr)
 		}
 		log.Warn("enrolment attempt failed", "attempt", attempt+1, "err", lastErr)
 		sleep(ctx, time.Second)

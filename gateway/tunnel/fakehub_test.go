@@ -39,7 +39,7 @@ func newFakeHub(t *testing.T, lines []string) *fakeHub {
 	mux.HandleFunc("GET /v1/hello", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"site":"site-fake"}`))
 	})
-	mux.HandleFunc("GET /v1/control", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/control", func(w http.ResponseWriter, r *http.Request) {
 		fl := w.(http.Flusher)
 		w.WriteHeader(http.StatusOK)
 		for _, l := range lines {

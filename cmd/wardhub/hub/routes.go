@@ -62,6 +62,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/telemetry", s.guard(s.receiveTelemetry))
 	mux.HandleFunc("POST /v1/install-results", s.guard(s.receiveInstallResult))
 	mux.HandleFunc("GET /v1/control", s.guard(s.serveControl))
+	mux.HandleFunc("POST /v1/control", s.guard(s.serveControl))
 	return mux
 }
 
@@ -199,7 +200,7 @@ func (s *Server) receiveInstallResult(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveControl holds the response open and writes one JSON line per
-// notice. HTTP/3 does not let a server open a request stream, so the
+// notice; a POST carries the gateway's heartbeats in its body. HTTP/3 does not let a server open a request stream, so the
 // gateway opens this one and the hub answers on it for as long as it
 // lasts.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
@@ -207,6 +208,12 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
+	}
+	if r.Method == http.MethodPost {
+		// The gateway's heartbeats: discarded; their packets are large
+		// enough that a restarted hub answers them with a stateless
+		// reset, which QUIC's own small keep-alives do not get.
+		go func() { _, _ = io.Copy(io.Discard, r.Body) }()
 	}
 	sub := s.notices.subscribe()
 	defer s.notices.unsubscribe(sub)
