@@ -30,6 +30,7 @@ type Config struct {
 	// credentials.
 	DataDir   string    `toml:"data_dir"`
 	Upstream  Upstream  `toml:"upstream"`
+	Tunnel    Tunnel    `toml:"tunnel"`
 	DeviceAPI DeviceAPI `toml:"device_api"`
 	Admin     Admin     `toml:"admin"`
 	Cache     Cache     `toml:"cache"`
@@ -199,6 +200,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Telemetry.MinCellDevices < 1 {
 		return fmt.Errorf("telemetry.min_cell_devices %d must be at least 1", c.Telemetry.MinCellDevices)
+	}
+	if err := c.Tunnel.validate(); err != nil {
+		return err
 	}
 	if err := c.Mirror.validate(); err != nil {
 		return err
