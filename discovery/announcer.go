@@ -44,6 +44,11 @@ type AnnouncerOptions struct {
 // Announcer announces the gateway's service on each clinical interface,
 // with only that interface's IPv4 addresses, answers queries for it, and
 // sends a goodbye when it stops.
+//
+// NOTE: it does not probe for name conflicts (RFC 6762 section 8.1), so
+// two gateways with the same Instance and Host on one VLAN would both
+// answer. Give each gateway its own Host, which the default derives from
+// the system host name.
 type Announcer struct {
 	opts   AnnouncerOptions
 	ifaces []netInterface

@@ -62,7 +62,8 @@ type BrowserOptions struct {
 	// is called from one goroutine, in order.
 	OnEvent func(Event)
 	// OnCycle, when set, receives each interface's statistics when its
-	// discovery cycle ends.
+	// discovery cycle ends. It is called from each interface's own
+	// goroutine, so it must be safe for concurrent use.
 	OnCycle func(CycleStats)
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger

@@ -76,6 +76,9 @@ func (inv *Inventory) CheckIn(ctx context.Context, c CheckIn) (Device, []Event, 
 	if err := validateIdentity(c.Manufacturer, c.Serial); err != nil {
 		return Device{}, nil, fmt.Errorf("recording check-in: %w", err)
 	}
+	if err := validateCheckIn(c); err != nil {
+		return Device{}, nil, fmt.Errorf("recording check-in of %s/%s: %w", c.Manufacturer, c.Serial, err)
+	}
 	if c.Time.IsZero() {
 		c.Time = inv.opts.Clock()
 	}
@@ -88,6 +91,38 @@ func (inv *Inventory) CheckIn(ctx context.Context, c CheckIn) (Device, []Event, 
 		return Device{}, nil, fmt.Errorf("recording check-in of %s/%s: %w", c.Manufacturer, c.Serial, err)
 	}
 	return res[0].device, res[0].events, nil
+}
+
+// Check-in limits. They bound the size of a device record; a device
+// that reports more is rejected with an error naming the field.
+const (
+	maxCheckInText  = 128
+	maxComponents   = 2048
+	maxInterfaceLen = 64
+)
+
+// validateCheckIn checks the text fields and components of a check-in.
+func validateCheckIn(c CheckIn) error {
+	fields := []struct{ name, value string }{
+		{"model", c.Model}, {"hardware revision", c.HardwareRevision}, {"version", c.Version}, {"device class", c.DeviceClass},
+	}
+	for _, f := range fields {
+		if len(f.value) > maxCheckInText || !printableText(f.value) {
+			return fmt.Errorf("%s %q is not printable UTF-8 text of at most %d bytes", f.name, f.value, maxCheckInText)
+		}
+	}
+	if len(c.Interface) > maxInterfaceLen || !printableText(c.Interface) {
+		return fmt.Errorf("interface %q is not a printable name of at most %d bytes", c.Interface, maxInterfaceLen)
+	}
+	if len(c.Components) > maxComponents {
+		return fmt.Errorf("%d components reported, over the limit of %d", len(c.Components), maxComponents)
+	}
+	for name, version := range c.Components {
+		if name == "" || len(name) > maxCheckInText || len(version) > maxCheckInText || !printableText(name) || !printableText(version) {
+			return fmt.Errorf("component %q version %q: names and versions must be printable UTF-8 text of at most %d bytes, and names non-empty", name, version, maxCheckInText)
+		}
+	}
+	return nil
 }
 
 // Observe records an mDNS sighting. A sighting whose TXT record lacks an

@@ -11,6 +11,9 @@ import (
 // registered under the same description, so that two components sharing a
 // registerer (or one component opened twice) share their metrics. A nil
 // reg registers nothing.
+//
+// NOTE: a second Inventory on the same registerer keeps the first one's
+// device-count gauges, because a gauge function cannot be shared.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
 		return c, nil

@@ -223,16 +223,33 @@ func (r *responder) write(ifIndex int, msg *dns.Msg, dst netip.AddrPort) {
 	} else {
 		err = r.out.sendMulticast(pkt, ifIndex)
 		if err == nil {
-			now := time.Now()
-			r.mu.Lock()
-			for _, rr := range msg.Answer {
-				r.lastMulticast[ifIndex][recordKey(rr)] = now
-			}
-			r.mu.Unlock()
+			r.noteMulticast(ifIndex, msg.Answer)
 		}
 	}
 	if err != nil {
 		r.log.Warn("sending mDNS response failed", "interface", r.ifaces[ifIndex].name, "destination", dst, "err", err)
+	}
+}
+
+// maxRateLimitEntries bounds the per-interface map of last multicast
+// times; beyond it, entries older than the rate limit are pruned.
+const maxRateLimitEntries = 4096
+
+// noteMulticast records when answers were multicast on an interface.
+func (r *responder) noteMulticast(ifIndex int, answers []dns.RR) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last := r.lastMulticast[ifIndex]
+	for _, rr := range answers {
+		last[recordKey(rr)] = now
+	}
+	if len(last) > maxRateLimitEntries {
+		for k, t := range last {
+			if now.Sub(t) >= multicastRateLimit {
+				delete(last, k)
+			}
+		}
 	}
 }
 
