@@ -1,16 +1,36 @@
 package gateway
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardgate/wardgate/gateway/config"
+	"github.com/wardgate/wardgate/gateway/pki"
+	"github.com/wardgate/wardgate/gateway/tunnel"
 )
 
 // bundleFiles are the files of a credentials bundle from `wardhub enroll`.
 var bundleFiles = []string{"gateway.pem", "gateway.key", "hub-ca.pem", "device-ca.pem", "root.json", "site-id"}
+
+// Certificate files in the credentials folder. A renewal writes the
+// ".next" files first, then renames the key and the certificate into
+// place; loadGatewayPair finishes a renewal that a crash interrupted.
+const (
+	certFile = "gateway.pem"
+	keyFile  = "gateway.key"
+	nextExt  = ".next"
+)
 
 // ImportCredentials copies a credentials bundle into the gateway's
 // credentials folder and returns the site id. Every file must be present,
@@ -34,4 +54,215 @@ func ImportCredentials(cfg config.Config, bundleDir string) (string, error) {
 		}
 	}
 	return strings.TrimSpace(string(files["site-id"])), nil
+}
+
+// EnrollOptions configures Enroll.
+type EnrollOptions struct {
+	// Hub is the hub's address, host:port; empty means upstream.hub.
+	Hub string
+	// Token is the one-time enrolment token from `wardhub token create`.
+	Token string
+	// HubCAFile is a PEM file of the hub CA; HubCASHA256 instead pins
+	// the CA by the SHA-256 of its DER encoding. One is required.
+	HubCAFile   string
+	HubCASHA256 string
+	// Force replaces an existing enrolment.
+	Force  bool
+	Logger *slog.Logger
+}
+
+// Enroll creates the gateway's key, has the hub sign it with a one-time
+// token over the tunnel's transports, and stores the certificate, the
+// site id, the hub and device CAs and the TUF root in the credentials
+// folder. The key never leaves the gateway. It returns the site id.
+func Enroll(ctx context.Context, cfg config.Config, opts EnrollOptions) (string, error) {
+	creds := cfg.CredentialsDir()
+	if _, err := os.Stat(filepath.Join(creds, certFile)); err == nil && !opts.Force {
+		return "", fmt.Errorf("the gateway is already enrolled as %q (credentials in %s): pass -force to enrol again", readSiteID(creds), creds)
+	}
+	hubAddr := opts.Hub
+	if hubAddr == "" {
+		hubAddr = cfg.Upstream.Hub
+	}
+	if _, _, err := net.SplitHostPort(hubAddr); err != nil {
+		return "", fmt.Errorf("hub address %q is not host:port: pass -hub or set upstream.hub", hubAddr)
+	}
+	var pool *x509.CertPool
+	if opts.HubCAFile != "" {
+		p, err := pki.LoadPool(opts.HubCAFile)
+		if err != nil {
+			return "", err
+		}
+		pool = p
+	}
+	if pool == nil && opts.HubCASHA256 == "" {
+		return "", errors.New("enrolment needs the hub CA: pass -hub-ca FILE or -hub-ca-sha256 FINGERPRINT (both printed by `wardhub token create`)")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tcpAddr := cfg.Tunnel.TCPHub
+	if tcpAddr == "" {
+		tcpAddr = hubAddr
+	}
+	proxy, err := tunnelProxy(cfg, tcpAddr)
+	if err != nil {
+		return "", err
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return "", fmt.Errorf("creating the gateway key: %w", err)
+	}
+	e, err := tunnel.Enroll(ctx, tunnel.EnrollOptions{
+		Addr: hubAddr, TCPAddr: tcpAddr, ServerName: cfg.Upstream.ServerName, Transport: cfg.Tunnel.Transport, Proxy: proxy,
+		Token: opts.Token, Key: key, HubCA: pool, HubCASHA256: opts.HubCASHA256, Logger: log,
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		return "", fmt.Errorf("creating the credentials folder: %w", err)
+	}
+	// The certificate goes last: until it is in place the gateway does
+	// not count as enrolled.
+	for name, data := range map[string][]byte{
+		"hub-ca.pem": e.HubCA, "device-ca.pem": e.DeviceCA, "root.json": e.TUFRoot, "site-id": []byte(e.SiteID + "\n"),
+	} {
+		if err := writeSynced(filepath.Join(creds, name), data); err != nil {
+			return "", fmt.Errorf("writing credentials: %w", err)
+		}
+	}
+	if err := saveGatewayPair(creds, e.Certificate); err != nil {
+		return "", err
+	}
+	return e.SiteID, nil
+}
+
+// saveGatewayPair stores a certificate and key so that a crash at any
+// point leaves either the old pair or the new one.
+func saveGatewayPair(creds string, pair tls.Certificate) error {
+	cert, key := filepath.Join(creds, certFile), filepath.Join(creds, keyFile)
+	if err := pki.WritePair(cert+nextExt, key+nextExt, pair); err != nil {
+		return fmt.Errorf("writing the gateway certificate: %w", err)
+	}
+	return finishPair(creds)
+}
+
+// finishPair moves a complete ".next" pair into place: the key first,
+// then the certificate. The ".next" key exists only once the ".next"
+// certificate was written, so it is safe to finish from either step.
+func finishPair(creds string) error {
+	cert, key := filepath.Join(creds, certFile), filepath.Join(creds, keyFile)
+	if _, err := os.Stat(key + nextExt); err == nil {
+		if err := os.Rename(key+nextExt, key); err != nil {
+			return fmt.Errorf("installing the gateway key: %w", err)
+		}
+	}
+	if _, err := os.Stat(cert + nextExt); err == nil {
+		if err := os.Rename(cert+nextExt, cert); err != nil {
+			return fmt.Errorf("installing the gateway certificate: %w", err)
+		}
+	}
+	if d, err := os.Open(creds); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// loadGatewayPair reads the gateway's certificate and key, first
+// finishing a renewal that stopped half-way.
+func loadGatewayPair(creds string) (tls.Certificate, error) {
+	if err := finishPair(creds); err != nil {
+		return tls.Certificate{}, err
+	}
+	return pki.LoadPair(filepath.Join(creds, certFile), filepath.Join(creds, keyFile))
+}
+
+func writeSynced(name string, data []byte) error {
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}
+
+// tunnelProxy resolves tunnel.proxy: the environment, none, or the
+// configured proxy with its password file.
+func tunnelProxy(cfg config.Config, tcpAddr string) (*tunnel.Proxy, error) {
+	var p *tunnel.Proxy
+	var err error
+	switch cfg.Tunnel.Proxy {
+	case config.ProxyDirect:
+		return nil, nil
+	case "":
+		p, err = tunnel.ProxyFromEnvironment(tcpAddr)
+	default:
+		p, err = tunnel.ParseProxy(cfg.Tunnel.Proxy)
+	}
+	if err != nil || p == nil {
+		return nil, err
+	}
+	if cfg.Tunnel.ProxyUsername != "" {
+		pw, err := os.ReadFile(config.Path(cfg.DataDir, cfg.Tunnel.ProxyPasswordFile))
+		if err != nil {
+			return nil, fmt.Errorf("reading tunnel.proxy_password_file: %w", err)
+		}
+		p.Username, p.Password = cfg.Tunnel.ProxyUsername, strings.TrimRight(string(pw), "\r\n")
+	}
+	return p, nil
+}
+
+// tunnelOptions builds the tunnel from the config and the credentials
+// folder. Renewed certificates are saved back into that folder.
+func tunnelOptions(cfg config.Config, creds string, log *slog.Logger, reg prometheus.Registerer, onNotice func(tunnel.Notice)) (tunnel.Options, error) {
+	pair, err := loadGatewayPair(creds)
+	if err != nil {
+		return tunnel.Options{}, fmt.Errorf("upstream.hub is set but the gateway is not enrolled (run `wardgate enroll`): %w", err)
+	}
+	pool, err := pki.LoadPool(filepath.Join(creds, "hub-ca.pem"))
+	if err != nil {
+		return tunnel.Options{}, err
+	}
+	tcpAddr := cfg.Tunnel.TCPHub
+	if tcpAddr == "" {
+		tcpAddr = cfg.Upstream.Hub
+	}
+	proxy, err := tunnelProxy(cfg, tcpAddr)
+	if err != nil {
+		return tunnel.Options{}, err
+	}
+	if proxy != nil {
+		log.Info("tunnel TCP fallback goes through a proxy", "proxy", proxy.String())
+	}
+	return tunnel.Options{
+		Addr:    cfg.Upstream.Hub,
+		TCPAddr: tcpAddr,
+		TLS: &tls.Config{
+			Certificates: []tls.Certificate{pair},
+			RootCAs:      pool,
+			ServerName:   cfg.Upstream.ServerName,
+		},
+		Transport:       cfg.Tunnel.Transport,
+		Proxy:           proxy,
+		ReprobeInterval: time.Duration(cfg.Tunnel.QUICReprobeInterval),
+		BandwidthLimit:  int64(cfg.Tunnel.BandwidthLimit),
+		SaveCertificate: func(p tls.Certificate) error { return saveGatewayPair(creds, p) },
+		OnNotice:        onNotice,
+		Logger:          log,
+		Registerer:      reg,
+	}, nil
 }

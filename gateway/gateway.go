@@ -29,7 +29,6 @@ import (
 	"github.com/wardgate/wardgate/discovery"
 	"github.com/wardgate/wardgate/gateway/audit"
 	"github.com/wardgate/wardgate/gateway/config"
-	"github.com/wardgate/wardgate/gateway/pki"
 	"github.com/wardgate/wardgate/gateway/store"
 	"github.com/wardgate/wardgate/gateway/tunnel"
 	"github.com/wardgate/wardgate/policy"
@@ -148,26 +147,11 @@ func (g *Gateway) setupUpstream(creds string) error {
 	root, _ := os.ReadFile(filepath.Join(creds, "root.json"))
 	var client *http.Client
 	if g.cfg.Upstream.Hub != "" {
-		pair, err := pki.LoadPair(filepath.Join(creds, "gateway.pem"), filepath.Join(creds, "gateway.key"))
-		if err != nil {
-			return fmt.Errorf("upstream.hub is set but the gateway is not enrolled (run `wardgate enroll`): %w", err)
-		}
-		pool, err := pki.LoadPool(filepath.Join(creds, "hub-ca.pem"))
+		opts, err := tunnelOptions(g.cfg, creds, g.log, g.reg, g.onNotice)
 		if err != nil {
 			return err
 		}
-		g.tunnel, err = tunnel.New(tunnel.Options{
-			Addr: g.cfg.Upstream.Hub,
-			TLS: &tls.Config{
-				Certificates: []tls.Certificate{pair},
-				RootCAs:      pool,
-				ServerName:   g.cfg.Upstream.ServerName,
-			},
-			OnNotice:   g.onNotice,
-			Logger:     g.log,
-			Registerer: g.reg,
-		})
-		if err != nil {
+		if g.tunnel, err = tunnel.New(opts); err != nil {
 			return err
 		}
 		client = g.tunnel.HTTPClient()

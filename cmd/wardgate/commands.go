@@ -87,28 +87,6 @@ func cmdInit(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func cmdEnroll(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	cfgPath := configFlag(fs)
-	bundle := fs.String("bundle", "", "credentials bundle folder from `wardhub enroll` (required)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *bundle == "" {
-		return errors.New("enroll needs -bundle")
-	}
-	cfg, err := loadConfig(*cfgPath, explicitFlag(fs, "config"))
-	if err != nil {
-		return err
-	}
-	site, err := gateway.ImportCredentials(cfg, *bundle)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "enrolled as %s; credentials in %s\n", site, cfg.CredentialsDir())
-	return nil
-}
-
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := configFlag(fs)

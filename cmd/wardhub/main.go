@@ -5,6 +5,9 @@
 //	wardhub repo init DIR
 //	wardhub repo add DIR FILE -target PATH -product P -version V -models M[,M] [-sbom FILE]
 //	wardhub enroll -data HUBDATA -repo DIR -out BUNDLE
+//	wardhub token create -data HUBDATA [-ttl 72h] [-note TEXT] [-hub ADDR]
+//	wardhub revoke -data HUBDATA [-reason TEXT] SITE
+//	wardhub sites -data HUBDATA
 //	wardhub device-cert -data HUBDATA -manufacturer M -serial S -out DIR
 //	wardhub serve -data HUBDATA -repo DIR [-listen ADDR] [-admin ADDR]
 //	wardhub stats [-admin ADDR]
@@ -38,6 +41,9 @@ commands:
   repo init DIR        create a TUF repository in DIR, keys in DIR-keys
   repo add DIR FILE    publish FILE as a release target (see -h)
   enroll               issue a gateway's credentials bundle for a site
+  token create         mint a one-time enrolment token for a gateway
+  revoke SITE          revoke a site; the hub refuses it from then on
+  sites                list enrolled sites
   device-cert          issue a device client certificate (for tests and demos)
   serve                serve gateways over QUIC
   stats                print what a running hub has seen
@@ -64,6 +70,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown repo subcommand %q: use init or add", args[1])
 	case "enroll":
 		return cmdEnroll(args[1:], stdout)
+	case "token":
+		return cmdToken(args[1:], stdout)
+	case "revoke":
+		return cmdRevoke(args[1:], stdout)
+	case "sites":
+		return cmdSites(args[1:], stdout)
 	case "device-cert":
 		return cmdDeviceCert(args[1:], stdout)
 	case "serve":

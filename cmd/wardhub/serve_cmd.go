@@ -23,7 +23,9 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	data := fs.String("data", "wardhub-data", "hub data folder")
 	repoDir := fs.String("repo", "", "TUF repository folder to serve (required)")
-	listen := fs.String("listen", "127.0.0.1:4443", "UDP address for gateway connections")
+	listen := fs.String("listen", "127.0.0.1:4443", "UDP address for gateway connections (QUIC)")
+	listenTCP := fs.String("listen-tcp", "", "TCP address for the HTTP/2 fallback; empty means the same as -listen, \"none\" disables it")
+	certLifetime := fs.Duration("cert-lifetime", hub.DefaultCertLifetime, "lifetime of gateway certificates issued at enrolment and renewal")
 	admin := fs.String("admin", "127.0.0.1:4480", "TCP address for /metrics, /v1/stats and the analytics API; empty disables")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -43,16 +45,18 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := hub.New(hub.Options{
-		DataDir:      *data,
-		RepoDir:      *repoDir,
-		ListenAddr:   *listen,
-		AdminAddr:    *admin,
-		DB:           db,
-		Telemetry:    an,
-		AdminHandler: an.Handler(),
-		Logger:       log,
-		Registerer:   reg,
-		Gatherer:     reg,
+		DataDir:       *data,
+		RepoDir:       *repoDir,
+		ListenAddr:    *listen,
+		TCPListenAddr: *listenTCP,
+		CertLifetime:  *certLifetime,
+		AdminAddr:     *admin,
+		DB:            db,
+		Telemetry:     an,
+		AdminHandler:  an.Handler(),
+		Logger:        log,
+		Registerer:    reg,
+		Gatherer:      reg,
 	})
 	if err != nil {
 		return err
