@@ -135,6 +135,11 @@ type MirrorOptions struct {
 	// same target are told to come back later instead of starting another.
 	// Zero means DefaultFailureBackoff; negative means none.
 	FailureBackoff time.Duration
+	// Online, when set, reports whether the upstream is reachable now (the
+	// tunnel is connected). While it is not, a device asking for an
+	// uncached target is told at once to come back later instead of
+	// waiting for a fill that cannot start.
+	Online func() bool
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	Now            func() time.Time
@@ -185,6 +190,11 @@ type Status struct {
 	DownloadsUntil time.Time `json:"downloads_until,omitzero"`
 	// RunningFills is the number of upstream fills in progress.
 	RunningFills int `json:"running_fills"`
+	// LastFillError says why the last failed upstream fill of a target was
+	// refused or given up, and LastFillErrorAt when; nothing of it was
+	// cached.
+	LastFillError   string    `json:"last_fill_error,omitempty"`
+	LastFillErrorAt time.Time `json:"last_fill_error_at,omitzero"`
 }
 
 // Mirror is one upstream repository. It is safe for concurrent use;

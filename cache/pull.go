@@ -87,6 +87,9 @@ func (m *Mirror) startFill(t Target) (*blob.Fill, error) {
 		}
 		delete(m.failures, sha)
 	}
+	if m.opts.Online != nil && m.opts.Blobs.Running(sha) == nil && !m.opts.Online() {
+		return nil, &RetryLaterError{Reason: "the gateway has not cached " + t.Path + " and is not connected upstream", After: 60 * time.Second}
+	}
 	fill, producer, err := m.opts.Blobs.BeginOrJoin(d)
 	switch {
 	case errors.Is(err, blob.ErrNoSpace):
@@ -112,6 +115,10 @@ func (m *Mirror) produce(fill *blob.Fill, t Target) {
 		fill.Abort(err)
 		m.metrics.targetFailures.Inc()
 		m.log.Warn("upstream fetch of target failed; nothing was cached", "target", t.Path, "err", err)
+		m.mu.Lock()
+		m.status.LastFillError = err.Error()
+		m.status.LastFillErrorAt = m.opts.Now()
+		m.mu.Unlock()
 	} else {
 		m.log.Info("target cached", "target", t.Path, "bytes", t.Length)
 	}

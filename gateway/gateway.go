@@ -173,6 +173,7 @@ func (g *Gateway) setupUpstream(creds string) error {
 		ExpiredDownloadGrace: noneIfZero(g.cfg.Mirror.ExpiredDownloadGrace),
 		StallTimeout:         time.Duration(g.cfg.Mirror.StallTimeout),
 		FillAttempts:         g.cfg.Mirror.FillAttempts,
+		Online:               g.upstreamOnline,
 		Logger:               g.log,
 		Registerer:           g.reg,
 	})
@@ -447,3 +448,8 @@ func noneIfZero(d config.Duration) time.Duration {
 	}
 	return time.Duration(d)
 }
+
+// upstreamOnline reports whether the tunnel to the hub is up, so the
+// mirror answers "come back later" at once for an uncached target while
+// it is down.
+func (g *Gateway) upstreamOnline() bool { return g.tunnel != nil && g.tunnel.Connected() }
