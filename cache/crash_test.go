@@ -230,4 +230,3 @@ func startCrashChild(t *testing.T, dir, upstreamURL string, root []byte) (string
 	})
 	return string(addr), stop
 }
-

@@ -139,10 +139,10 @@ type MirrorOptions struct {
 	// tunnel is connected). While it is not, a device asking for an
 	// uncached target is told at once to come back later instead of
 	// waiting for a fill that cannot start.
-	Online func() bool
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Now            func() time.Time
+	Online     func() bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Target is a verified target of the mirror.

@@ -183,7 +183,7 @@ func TestUpstreamFillsResumeAndNeverCacheABadBody(t *testing.T) {
 		cached    bool
 		requests  int
 		wantRange []string // Range header of each request
-		restarts  float64 // -1: not checked
+		restarts  float64  // -1: not checked
 	}{
 		{"truncated with Content-Length resumes with Range", []step{truncCL, serve}, true, 2, []string{"", "bytes=21845-"}, 0},
 		{"truncated without Content-Length resumes with Range", []step{truncNoCL, serve}, true, 2, []string{"", "bytes=32768-"}, 0},

@@ -37,7 +37,7 @@ func rangeCases(etag string) []rangeCase {
 		{name: "If-None-Match with the ETag", hdr: []string{"If-None-Match", etag}, status: 304},
 		{name: "HEAD", method: http.MethodHead, status: 200, body: func([]byte) []byte { return nil }},
 		{name: "suffix range", hdr: []string{"Range", "bytes=-100"}, status: 206, needsAll: true,
-			body: func(img []byte) []byte { return img[len(img)-100:] },
+			body:      func(img []byte) []byte { return img[len(img)-100:] },
 			contRange: func(n int) string { return fmt.Sprintf("bytes %d-%d/%d", n-100, n-1, n) }},
 		{name: "open range", hdr: []string{"Range", "bytes=100-"}, status: 206, needsAll: true,
 			body: func(img []byte) []byte { return img[100:] }},
