@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/wardgate/wardgate/cache"
 	"github.com/wardgate/wardgate/cache/advisory"
@@ -80,7 +82,17 @@ func (f *fleetExposure) refresh(ctx context.Context) error {
 			}
 			data, ok := f.readTarget(sb)
 			if !ok {
-				continue
+				// SBOMs are small: pull one that is not cached yet.
+				pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				err := f.g.mirror.Prefetch(pctx, sb.Path)
+				cancel()
+				if err != nil {
+					f.g.log.Debug("SBOM not cached and not fetched", "sbom", sb.Path, "err", err)
+					continue
+				}
+				if data, ok = f.readTarget(sb); !ok {
+					continue
+				}
 			}
 			warns, err := f.idx.AddReleaseSBOM(t.Path, data)
 			if err != nil {
@@ -117,9 +129,15 @@ func (f *fleetExposure) refresh(ctx context.Context) error {
 	}
 	snap := make(map[string]string, len(devs))
 	for _, d := range devs {
-		snap[d.Manufacturer+"/"+d.Serial] = runningRelease(targets, d)
+		snap[indexID(d)] = runningRelease(targets, d)
 	}
 	return f.idx.SetDevices(snap)
+}
+
+// indexID names a device in the exposure index, which refuses spaces
+// and control characters in ids: each part is path-escaped.
+func indexID(d discovery.Device) string {
+	return url.PathEscape(d.Manufacturer) + "/" + url.PathEscape(d.Serial)
 }
 
 // runningRelease is the cached release a device's model and version name.
@@ -150,13 +168,13 @@ func (f *fleetExposure) Exposure(ctx context.Context, id string) (console.Exposu
 	}
 	byID := make(map[string]discovery.Device, len(devs))
 	for _, d := range devs {
-		byID[d.Manufacturer+"/"+d.Serial] = d
+		byID[indexID(d)] = d
 	}
 	if id == "" {
 		rep := f.ev.Risk(exposure.RiskOptions{Limit: 50})
 		for _, r := range rep.Devices {
 			d := byID[r.Device]
-			out.Risk = append(out.Risk, console.RiskRow{Device: r.Device, Model: d.Model, Version: d.Version,
+			out.Risk = append(out.Risk, console.RiskRow{Device: d.Manufacturer + "/" + d.Serial, Model: d.Model, Version: d.Version,
 				Open: r.Affected + r.UnderInvestigation, Highest: r.MaxSeverity, FixRelease: r.RecommendedRelease})
 		}
 		return out, nil
@@ -174,7 +192,7 @@ func (f *fleetExposure) Exposure(ctx context.Context, id string) (console.Exposu
 	fixed := map[string]bool{}
 	for _, s := range rep.Devices {
 		d := byID[s.Device]
-		out.Devices = append(out.Devices, console.ExposedDevice{Device: s.Device, Model: d.Model, Version: d.Version, Release: s.Release,
+		out.Devices = append(out.Devices, console.ExposedDevice{Device: d.Manufacturer + "/" + d.Serial, Model: d.Model, Version: d.Version, Release: s.Release,
 			Status: string(s.Status), Justification: s.Justification, Detail: s.Detail, FixedIn: s.FixedIn()})
 		if v := s.FixedIn(); v != "" {
 			fixed[v] = true

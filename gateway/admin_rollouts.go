@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,8 @@ type rolloutManager struct {
 	g    *Gateway
 	plan policy.Plan
 
+	prefetch chan string // approved releases to pull into the cache
+
 	mu        sync.Mutex
 	approvals map[string]policy.Approval // by target\x00group
 	rollouts  map[string]*rolloutRecord
@@ -96,7 +99,7 @@ func policyConfig(p config.Policy) (policy.Config, error) {
 }
 
 func newRolloutManager(g *Gateway) (*rolloutManager, error) {
-	m := &rolloutManager{g: g, plan: g.policy.Config().Rollout, approvals: map[string]policy.Approval{}, rollouts: map[string]*rolloutRecord{}}
+	m := &rolloutManager{g: g, plan: g.policy.Config().Rollout, prefetch: make(chan string, 64), approvals: map[string]policy.Approval{}, rollouts: map[string]*rolloutRecord{}}
 	err := g.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("pol/"), PrefetchValues: true})
 		defer it.Close()
@@ -203,6 +206,11 @@ func (m *rolloutManager) Approve(ctx context.Context, actor, target, group strin
 		return policy.Rollout{}, err
 	}
 	m.g.policy.SetApprovals(m.approvalList())
+	m.syncApproved()
+	select {
+	case m.prefetch <- target:
+	default:
+	}
 	m.g.recordAudit(ctx, audit.Record{Actor: actor, Action: "approval.grant", Subject: target, Details: map[string]string{"group": groupName(group), "version": t.Meta.Version}})
 
 	rel := policyRelease(t)
@@ -382,16 +390,51 @@ func (m *rolloutManager) putRaw(key string, data []byte) error {
 	return nil
 }
 
-// run ticks the rollouts every interval until ctx ends.
+// syncApproved tells the mirror which releases approvals cover, so it
+// pins them against eviction. The caller holds m.mu.
+func (m *rolloutManager) syncApproved() {
+	set := map[string]bool{}
+	for _, a := range m.approvals {
+		if _, ok := m.g.mirror.Target(a.Target); ok {
+			set[a.Target] = true
+		}
+	}
+	paths := slices.Sorted(maps.Keys(set))
+	if err := m.g.mirror.SetApproved(paths); err != nil {
+		m.g.log.Warn("pinning approved releases in the cache failed", "err", err)
+	}
+}
+
+// run ticks the rollouts every interval and pulls approved releases into
+// the cache, until ctx ends.
 func (m *rolloutManager) run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	m.mu.Lock()
+	m.syncApproved()
+	for _, a := range m.approvals {
+		select {
+		case m.prefetch <- a.Target:
+		default:
+		}
+	}
+	m.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			m.tick(ctx, now.UTC())
+		case path := <-m.prefetch:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := m.g.mirror.Prefetch(ctx, path); err != nil && ctx.Err() == nil {
+					m.g.log.Warn("prefetching an approved release failed; devices pull it on demand", "release", path, "err", err)
+				}
+			}()
 		}
 	}
 }

@@ -115,8 +115,8 @@ func equalSecret(a, b string) bool {
 // Sec-Fetch-Site header says it came from another site. Requests
 // without either header (such as from curl) rely on the CSRF token.
 func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" || origin == "null" {
