@@ -269,8 +269,8 @@ func (r *Relay) Close() error {
 
 // Flush seals everything queued now, the current partial period included,
 // and uploads all pending payloads, retrying until they are delivered or
-// ctx ends (then it returns the last error; nothing is lost, the rest goes
-// after the next start).
+// ctx ends. When ctx ends first, Flush returns the last error. Nothing is
+// lost: what is left goes after the next start.
 func (r *Relay) Flush(ctx context.Context) error {
 	if err := r.seal(ctx, true); err != nil {
 		return fmt.Errorf("flushing telemetry: %w", err)

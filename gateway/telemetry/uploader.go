@@ -10,8 +10,8 @@ import (
 
 // Uploader delivers one sealed payload upstream. It returns nil only when
 // the hub has stored the payload or reports it already had it (a duplicate
-// idempotency key); any error means the relay retries the same bytes with
-// the same key later, forever.
+// idempotency key). On any error the relay retries the same bytes with the
+// same key later, without limit.
 type Uploader interface {
 	Upload(ctx context.Context, idempotencyKey string, body []byte) error
 }

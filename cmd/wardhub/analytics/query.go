@@ -49,9 +49,9 @@ type Row struct {
 	Name         string    `json:"name,omitempty"`
 	// Sites is the number of sites contributing.
 	Sites int `json:"sites"`
-	// Devices adds up each site's distinct devices per cell; a device that
+	// Devices adds up each site's distinct devices per cell. A device that
 	// changed version within a period counts in both versions, so after a
-	// merge across versions it is an upper bound.
+	// merge across versions Devices is an upper bound.
 	Devices int     `json:"devices"`
 	Events  uint64  `json:"events"`
 	Sum     float64 `json:"sum"`

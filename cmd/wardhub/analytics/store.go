@@ -1,9 +1,10 @@
-// Package analytics owns wardhub's analytics store: it receives the
-// de-identified telemetry uploads of gateways (see package
-// github.com/wardgate/wardgate/gateway/telemetry/wire), deduplicates them on
-// (site, idempotency key), keeps their aggregate cells in badger under the
-// key prefix "an/", and serves them by manufacturer, model, software
-// version, device class, metric and period as JSON or CSV.
+// Package analytics owns wardhub's analytics store. It receives the
+// de-identified telemetry uploads of gateways (the format is defined in
+// package github.com/wardgate/wardgate/gateway/telemetry/wire) and
+// deduplicates them on (site, idempotency key). It keeps their aggregate
+// cells in badger under the key prefix "an/" and serves them by
+// manufacturer, model, software version, device class, metric and period,
+// as JSON or CSV.
 package analytics
 
 import (

@@ -19,11 +19,12 @@
 //	}
 //
 // Small-cell suppression withholds every cell covering fewer distinct
-// devices than min_cell_devices. Because events minus the published cells'
-// events gives withheld_events, a lone withheld cell would be derivable from
-// that total, so the gateway withholds a second (complementary) cell
-// whenever exactly one would be withheld; only an upload whose one cell is
-// withheld (nothing else to pair it with) has withheld_cells 1.
+// devices than min_cell_devices. Subtracting the published cells' events
+// from events gives withheld_events, so a lone withheld cell could be
+// derived from that total. The gateway therefore withholds a second
+// (complementary) cell whenever exactly one would be withheld. Only an
+// upload with nothing to pair its one withheld cell with has
+// withheld_cells 1.
 //
 // A Cell covers one period, manufacturer, model, software version, device
 // class and metric (kind and name), and carries the number of distinct
