@@ -155,6 +155,11 @@ func validKey(key string) bool {
 // duplicate is true. The same key with different bytes gets ErrKeyConflict,
 // and a malformed payload, or one naming another site or sequence number
 // than its key, gets an error wrapping ErrInvalid.
+//
+// NOTE: an upload is stored in one badger transaction, so its cells must
+// fit badger's batch limit (15% of the memtable size). With a 64 MiB
+// memtable that is roughly 20,000 cells (an estimate at about 450 bytes a
+// cell); a larger upload fails every retry.
 func (s *Store) Ingest(ctx context.Context, siteID, idempotencyKey string, body []byte) (duplicate bool, err error) {
 	result := "error"
 	defer func() { s.ingested.WithLabelValues(result).Inc() }()
