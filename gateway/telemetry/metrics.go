@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// register registers cs with reg, reusing collectors already registered
+// register registers c with reg, reusing collectors already registered
 // under the same names (so a restarted component keeps its series).
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
 	if reg == nil {
@@ -55,11 +55,10 @@ func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 }
 
 type ingestMetrics struct {
-	batches  *prometheus.CounterVec
-	events   prometheus.Counter
-	dropped  prometheus.Counter
-	latency  prometheus.Observer
-	rejected *prometheus.CounterVec
+	batches *prometheus.CounterVec
+	events  prometheus.Counter
+	dropped prometheus.Counter
+	latency prometheus.Observer
 }
 
 func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
@@ -67,7 +66,6 @@ func newIngestMetrics(reg prometheus.Registerer) (*ingestMetrics, error) {
 	var err, e error
 	m.batches, e = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_batches_total", Help: "Device telemetry batches by result (stored, duplicate, empty, or the rejection reason)."}, []string{"result"}))
 	err = errors.Join(err, e)
-	m.rejected = m.batches
 	m.events, e = register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_events_total", Help: "Device events acknowledged to devices."}))
 	err = errors.Join(err, e)
 	m.dropped, e = register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "wardgate_telemetry_ingest_dropped_events_total", Help: "Device events dropped because their kind or health metric is not on the allow-list."}))
