@@ -131,7 +131,7 @@ func (g *Gateway) apiApprove(w http.ResponseWriter, r *http.Request, t TokenInfo
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ro, err := g.admin.rollouts.Approve(r.Context(), actorOf(t), req.Target, req.Group)
+	ro, err := g.admin.rollouts.Approve(r.Context(), actorOf(t), t.Name+" ("+actorOf(t)+")", req.Target, req.Group)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return

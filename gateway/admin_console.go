@@ -56,7 +56,7 @@ func (b consoleBackend) Releases(ctx context.Context) ([]console.Release, error)
 }
 
 func (b consoleBackend) Approve(ctx context.Context, a console.Actor, target, group string) error {
-	_, err := b.g.admin.rollouts.Approve(ctx, a.AuditName(), target, group)
+	_, err := b.g.admin.rollouts.Approve(ctx, a.AuditName(), a.Name+" ("+a.AuditName()+")", target, group)
 	return err
 }
 

@@ -181,8 +181,9 @@ var ineligible = map[string]bool{
 }
 
 // Approve approves a release for a group ("" for every device) and starts
-// its staged rollout to the devices of the group that can take it.
-func (m *rolloutManager) Approve(ctx context.Context, actor, target, group string) (policy.Rollout, error) {
+// its staged rollout to the devices of the group that can take it. actor
+// names the caller in audit records and by in the approval's reasons.
+func (m *rolloutManager) Approve(ctx context.Context, actor, by, target, group string) (policy.Rollout, error) {
 	t, ok := m.g.mirror.Target(target)
 	if !ok || !t.HasMeta || t.Meta.Kind != cache.KindRelease {
 		return policy.Rollout{}, fmt.Errorf("release %q is not in the cache: pick one from the releases list", target)
@@ -198,7 +199,7 @@ func (m *rolloutManager) Approve(ctx context.Context, actor, target, group strin
 			return policy.Rollout{}, fmt.Errorf("release %s already has rollout %s (%s) for this group: cancel it first", target, r.Rollout.ID, r.Rollout.State)
 		}
 	}
-	a := policy.Approval{Target: target, Group: group, By: actor, At: now}
+	a := policy.Approval{Target: target, Group: group, By: by, At: now}
 	akey := target + "\x00" + group
 	m.approvals[akey] = a
 	if err := m.put(polApprovalPrefix+akey, a); err != nil {

@@ -186,6 +186,9 @@ func (g *Gateway) deviceDetail(ctx context.Context, manufacturer, serial string)
 		ev := hist[i]
 		he := console.HistoryEntry{Time: ev.Time, Kind: ev.Kind, Version: ev.Device.Version}
 		for _, k := range slices.Sorted(maps.Keys(ev.Details)) {
+			if ev.Details[k] == "" {
+				continue
+			}
 			he.Details = append(he.Details, console.Count2{Name: k, Value: ev.Details[k]})
 		}
 		out.History = append(out.History, he)
@@ -240,11 +243,12 @@ func (g *Gateway) releaseViews(ctx context.Context) ([]console.Release, error) {
 		approvedNote, blockedNote := "", ""
 		for _, d := range devs {
 			dec := g.policy.Decide(policyDevice(d, g.siteID), rel)
+			b := dec.Blocking()
 			for _, r := range dec.Reasons {
 				switch {
-				case r.Code == policy.CodeApproved && approvedNote == "":
+				case r.Code == policy.CodeApproved && approvedNote == "" && (len(b) == 0 || !ineligible[b[0].Code]):
 					approvedNote = r.Message
-				case r.Code == policy.CodeNotApproved && blockedNote == "":
+				case r.Code == policy.CodeNotApproved && blockedNote == "" && len(b) > 0 && b[0].Code == policy.CodeNotApproved:
 					blockedNote = r.Message
 				}
 			}
@@ -252,7 +256,7 @@ func (g *Gateway) releaseViews(ctx context.Context) ([]console.Release, error) {
 				v.Offered++
 				continue
 			}
-			if b := dec.Blocking(); len(b) > 0 {
+			if len(b) > 0 {
 				withheld[b[0].Code]++
 			}
 		}

@@ -186,6 +186,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if n := f.round(); n != 1 {
 		t.Fatalf("first round: %d devices installed, want the one canary", n)
 	}
+	// settled waits for the bars' CSS transitions to end, so screenshots
+	// show where the bars arrived.
+	settled := func() {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getAnimations().length === 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+			t.Fatalf("waiting for the bars to settle: %v", err)
+		}
+	}
 	waitBar := func(wave int, want float64) {
 		t.Helper()
 		js := fmt.Sprintf(`(() => { const r = document.querySelectorAll('.rollout [data-wave="%d"] rect.seg.updated')[0]; return r && parseFloat(r.getAttribute('width')) >= %v; })()`, wave, want-0.01)
@@ -194,6 +202,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	waitBar(0, 100)
+	settled()
 	shot.take(ctx, "rollout-canary-done")
 	if n := f.round(); n != 5 {
 		t.Fatalf("second round: %d devices installed, want the other 5", n)

@@ -86,7 +86,11 @@ func timeline(w Windows, now time.Time) timelineData {
 		loc = time.Local
 	}
 	span := w.To.Sub(w.From)
-	td := timelineData{Windows: w, Zone: loc.String()}
+	zone := loc.String()
+	if zone == "Local" {
+		zone = w.From.In(loc).Format("MST")
+	}
+	td := timelineData{Windows: w, Zone: zone}
 	if span <= 0 {
 		return td
 	}
@@ -152,7 +156,7 @@ var funcs = template.FuncMap{
 	"add":   func(a, b int) int { return a + b },
 	"stateClass": func(s string) string {
 		switch s {
-		case "present", "running", "completed", "connected", "affected-none", "not_affected", "fixed":
+		case "present", "active", "running", "completed", "connected", "affected-none", "not_affected", "fixed":
 			return "ok"
 		case "stale", "departed", "halted", "paused", "pending", "reconnecting", "under_investigation", "unknown":
 			return "warn"

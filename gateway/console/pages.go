@@ -120,6 +120,7 @@ type progressJSON struct {
 type waveSegments struct {
 	Segments []Segment `json:"segments"`
 	Label    string    `json:"label"`
+	Open     bool      `json:"open"`
 }
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -133,7 +134,7 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request, sess *session)
 		for _, ro := range re.Rollouts {
 			p := progressJSON{ID: ro.ID, State: ro.State, Paused: ro.Paused}
 			for _, wv := range ro.WaveProgress {
-				p.Waves = append(p.Waves, waveSegments{Segments: segments(wv), Label: waveLabel(wv)})
+				p.Waves = append(p.Waves, waveSegments{Segments: segments(wv), Label: waveLabel(wv), Open: wv.Open})
 			}
 			out = append(out, p)
 		}
