@@ -21,7 +21,14 @@ type telemetryService struct {
 
 func newTelemetryService(g *Gateway) (*telemetryService, error) {
 	q, err := telemetry.OpenQueue(g.db, telemetry.QueueOptions{
-		Dir:        filepath.Join(g.cfg.DataDir, "db"),
+		Dir: filepath.Join(g.cfg.DataDir, "db"),
+		OnFull: func(full bool, reason error) {
+			if full {
+				g.log.Error("ALERT: telemetry queue refuses device batches until there is room", "reason", reason)
+			} else {
+				g.log.Info("telemetry queue accepts device batches again")
+			}
+		},
 		Logger:     g.log,
 		Registerer: g.reg,
 	})
@@ -38,12 +45,13 @@ func newTelemetryService(g *Gateway) (*telemetryService, error) {
 		return s, nil
 	}
 	s.relay, err = telemetry.NewRelay(q, &telemetry.HTTPUploader{Client: g.tunnel.HTTPClient(), URL: "https://wardhub/v1/telemetry"}, telemetry.RelayOptions{
-		SiteID:         g.siteID,
-		Period:         time.Duration(g.cfg.Telemetry.Period),
-		MinCellDevices: g.cfg.Telemetry.MinCellDevices,
-		Audit:          g.audit,
-		Logger:         g.log,
-		Registerer:     g.reg,
+		SiteID:                 g.siteID,
+		Period:                 time.Duration(g.cfg.Telemetry.Period),
+		MinCellDevices:         g.cfg.Telemetry.MinCellDevices,
+		PerDeviceManufacturers: g.cfg.Telemetry.PerDeviceManufacturers,
+		Audit:                  g.audit,
+		Logger:                 g.log,
+		Registerer:             g.reg,
 	})
 	if err != nil {
 		_ = q.Close()

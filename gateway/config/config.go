@@ -92,6 +92,10 @@ type Telemetry struct {
 	// MinCellDevices is the small-cell threshold: a cell covering fewer
 	// distinct devices is withheld.
 	MinCellDevices int `toml:"min_cell_devices"`
+	// PerDeviceManufacturers lists manufacturers whose devices' telemetry
+	// also goes upstream one device at a time, under random pseudonyms.
+	// Every such upload is audited.
+	PerDeviceManufacturers []string `toml:"per_device_manufacturers"`
 }
 
 // Log configures logging.

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 )
 
 // Open opens (creating if needed) the database in dir. Writes are synced
@@ -16,6 +17,9 @@ import (
 func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating database folder: %w", err)
+	}
+	if err := checkFree(dir); err != nil {
+		return nil, err
 	}
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
@@ -33,6 +37,23 @@ func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 		return nil, fmt.Errorf("opening database in %s (is another wardgate running on it?): %w", dir, err)
 	}
 	return db, nil
+}
+
+// MinFreeBytes is the free space the database's file system must have
+// at start. badger memory-maps sparse files, so opening it on a full file
+// system can kill the process with SIGBUS instead of returning an error.
+const MinFreeBytes = 64 << 20
+
+func checkFree(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("checking free space in %s: %w", dir, err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free < MinFreeBytes {
+		return fmt.Errorf("only %d MiB free in %s, the database needs at least %d MiB: free space on that file system, then start again", free>>20, dir, MinFreeBytes>>20)
+	}
+	return nil
 }
 
 // badgerLogger sends badger's logs to slog; its info lines go to debug
