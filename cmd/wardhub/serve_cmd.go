@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -118,8 +119,29 @@ func cmdDeviceCert(args []string, stdout io.Writer) error {
 func cmdAnalytics(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("analytics", flag.ContinueOnError)
 	data := fs.String("data", "wardhub-data", "hub data folder (the hub must not be running)")
-	format := fs.String("format", "csv", "output format: json or csv")
+	format := fs.String("format", "table", "output format: table, json or csv")
+	filters := map[string]*string{}
+	for _, name := range []string{"manufacturer", "model", "version", "device_class", "kind", "name", "from", "to", "group"} {
+		help := "only rows whose " + name + " is this value"
+		switch name {
+		case "from", "to":
+			help = "period bound, an RFC 3339 time or YYYY-MM-DD"
+		case "group":
+			help = "comma-separated dimensions to keep: period, manufacturer, model, version, device_class, metric"
+		}
+		filters[name] = fs.String(name, "", help)
+	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	values := url.Values{}
+	for name, v := range filters {
+		if *v != "" {
+			values.Set(name, *v)
+		}
+	}
+	q, err := analytics.ParseQuery(values)
+	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -132,5 +154,5 @@ func cmdAnalytics(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return an.WriteReport(stdout, analytics.Query{}, *format)
+	return an.WriteReport(stdout, q, *format)
 }
