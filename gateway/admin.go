@@ -87,12 +87,13 @@ type StatusAlert struct {
 	Message string `json:"message"`
 }
 
-// Status returns the gateway's current summary.
+// Status returns the gateway's current summary. When a part cannot be
+// read (such as the inventory) the rest is returned with the error.
 func (g *Gateway) Status(ctx context.Context) (Status, error) {
 	o, err := g.overview(ctx)
 	st := Status{
 		Site: o.Site, TunnelState: o.TunnelState, TunnelTransport: o.TunnelTransport, TunnelError: o.TunnelError,
-		TunnelConnections: o.TunnelDials, TunnelConnected: o.TunnelState == "connected", Mirror: g.mirror.Status(),
+		TunnelConnections: o.TunnelDials, TunnelConnected: g.tunnel != nil && g.tunnel.Connected(), Mirror: g.mirror.Status(),
 		Devices: o.Devices, DevicesByState: map[string]int{}, AuditHead: o.AuditHead, AuditSyslog: o.AuditForwarding,
 		ActiveRollouts: o.ActiveRollouts, Alerts: []StatusAlert{}, Time: o.Now.UTC(),
 		Cache:     StatusCache{StoredBytes: o.Cache.StoredBytes, MaxBytes: o.Cache.MaxBytes, FreeBytes: o.Cache.FreeBytes, Blobs: o.Cache.Blobs},

@@ -86,8 +86,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 func (g *Gateway) apiStatus(w http.ResponseWriter, r *http.Request, _ TokenInfo) {
 	st, err := g.Status(r.Context())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "building status: %v", err)
-		return
+		st.Alerts = append(st.Alerts, StatusAlert{Level: "critical", Message: "status incomplete: " + err.Error()})
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -36,13 +36,27 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 		o.TunnelState = "reconnecting"
 	}
 	if g.tunnel != nil {
-		o.TunnelDials = g.tunnel.Dials()
-		if err := g.tunnel.LastError(); err != nil {
-			o.TunnelError = err.Error()
+		ts := g.tunnel.Status()
+		o.TunnelDials = ts.Connections
+		o.TunnelError = ts.LastError
+		if ts.State != "" {
+			o.TunnelState = ts.State
 		}
-		o.TunnelTransport = tunnelTransport(g.tunnel)
-		if !g.tunnel.Connected() {
+		o.TunnelTransport = ts.Transport
+		if ts.Via != "" {
+			o.TunnelTransport += " via proxy " + ts.Via
+		}
+		switch {
+		case ts.Refusal != "":
+			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The hub refuses this gateway: " + ts.Refusal})
+		case !g.tunnel.Connected():
 			o.Alerts = append(o.Alerts, console.Alert{Level: "warning", Message: "The tunnel to the hub is down; devices are served from the cache. " + o.TunnelError})
+		}
+		if ts.TLSInspection != "" {
+			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "TLS inspection breaks the tunnel: " + ts.TLSInspection})
+		}
+		if !ts.QUICBlockedSince.IsZero() {
+			o.Alerts = append(o.Alerts, console.Alert{Level: "info", Message: "Outbound QUIC gets no answer since " + ts.QUICBlockedSince.Format(time.RFC3339) + "; the tunnel runs over TCP."})
 		}
 	}
 	switch {
@@ -113,14 +127,6 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 		o.AuditForwarding = fmt.Sprintf("%s to %s, %d records behind", state, g.cfg.Audit.Syslog.Address, lag)
 	}
 	return o, nil
-}
-
-// tunnelTransport asks the tunnel for its transport where it can say.
-func tunnelTransport(t any) string {
-	if ts, ok := t.(interface{ Transport() string }); ok {
-		return ts.Transport()
-	}
-	return "QUIC"
 }
 
 func deviceRow(g *Gateway, d discovery.Device) console.DeviceRow {
