@@ -74,7 +74,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	failures, refusals := 0, 0
 	for ctx.Err() == nil {
-		c.setState(StateConnecting)
+		c.mu.Lock()
+		// A refusal or inspection stays the state while it is checked
+		// again; the state changes once the answer does.
+		if c.refusal == nil && c.inspection == nil {
+			c.setStateLocked(StateConnecting)
+		}
+		c.mu.Unlock()
 		s, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -128,7 +134,9 @@ func (c *Client) afterFailure(err error, failures, refusals *int) time.Duration 
 		c.broadcastLocked()
 		c.setStateLocked(StateRefused)
 	default:
-		c.setStateLocked(StateBackoff)
+		if c.refusal == nil && c.inspection == nil {
+			c.setStateLocked(StateBackoff)
+		}
 	}
 	c.mu.Unlock()
 	c.metrics.setRefusal(refused)
@@ -159,6 +167,7 @@ func (c *Client) afterLoss(s *session, cause error) {
 	if refused != nil {
 		c.refusal = refused
 		c.lastErr = refused
+		c.setStateLocked(StateRefused)
 		c.broadcastLocked()
 	}
 	c.mu.Unlock()
