@@ -124,9 +124,10 @@ type MirrorOptions struct {
 	// still serves releases of the last verified state. Zero means
 	// DefaultExpiredDownloadGrace; negative means none.
 	ExpiredDownloadGrace time.Duration
-	// StallTimeout abandons an upstream target body that delivers no byte
-	// for this long (a slow retrieval attack or a dead link); the fill then
-	// resumes with Range. Zero means DefaultStallTimeout.
+	// StallTimeout is the window over which an upstream target body must
+	// average at least 4 KiB/s. A slower body (a slow retrieval attack or a
+	// dead link) is abandoned and the fill resumes with Range. Zero means
+	// DefaultStallTimeout.
 	StallTimeout time.Duration
 	// FillAttempts is how many upstream requests one fill may make before
 	// it fails. Zero means DefaultFillAttempts.

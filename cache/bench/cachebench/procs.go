@@ -16,9 +16,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -183,7 +185,17 @@ func runGateway(args []string) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	go func() { _ = tsrv.ServeTLS(tln, "", "") }()
-	return srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
+	// SIGTERM closes in order, so the blob store records a clean shutdown
+	// and the next start serves at once instead of re-hashing every blob.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+	_ = srv.Close()
+	_ = tsrv.Close()
+	_ = m.Close()
+	_ = bs.Close()
+	return db.Close()
 }
 
 func selfSigned() (tls.Certificate, error) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -127,17 +128,9 @@ func (b *bench) start(coldRate int64) error {
 	b.fastUp, b.slowUp = "http://"+fast, "http://"+slow
 	root := filepath.Join(b.dir, "root.json")
 	fmt.Fprintln(os.Stderr, "starting the gateway and caching the blobs...")
-	gw, addr, err := b.spawn("gateway", "gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", root,
-		"-prefetch", "b100m.img,b1g.img,b2g.img", "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
-	if err != nil {
+	if err := b.startGateway(); err != nil {
 		return err
 	}
-	tlsAddr, err := waitFile(filepath.Join(b.dir, "gateway.tls"), time.Minute)
-	if err != nil {
-		return err
-	}
-	b.gwHTTP = server{"gateway (HTTP)", gw, "http://" + addr + "/v1/blobs/sha256/"}
-	b.gwHTTPS = server{"gateway (HTTPS)", gw, "https://" + tlsAddr + "/v1/blobs/sha256/"}
 	cold, caddr, err := b.spawn("gateway-cold", "gateway", "-dir", filepath.Join(b.dir, "gw-cold"), "-upstream", b.slowUp, "-root", root,
 		"-tls-addr-file", filepath.Join(b.dir, "gateway-cold.tls"))
 	if err != nil {
@@ -152,6 +145,35 @@ func (b *bench) start(coldRate int64) error {
 	b.ngStatic = server{"nginx (HTTP, sendfile)", ng, "http://" + static + "/"}
 	b.ngProxy = server{"nginx proxy_cache_lock", ng, "http://" + proxy + "/targets/"}
 	return nil
+}
+
+// startGateway starts the gateway process on the cached data folder,
+// caching the blobs first if they are not yet.
+func (b *bench) startGateway() error {
+	for _, f := range []string{"gateway.addr", "gateway.tls"} {
+		_ = os.Remove(filepath.Join(b.dir, f))
+	}
+	gw, addr, err := b.spawn("gateway", "gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", filepath.Join(b.dir, "root.json"),
+		"-prefetch", "b100m.img,b1g.img,b2g.img", "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
+	if err != nil {
+		return err
+	}
+	tlsAddr, err := waitFile(filepath.Join(b.dir, "gateway.tls"), time.Minute)
+	if err != nil {
+		return err
+	}
+	b.gwHTTP = server{"gateway (HTTP)", gw, "http://" + addr + "/v1/blobs/sha256/"}
+	b.gwHTTPS = server{"gateway (HTTPS)", gw, "https://" + tlsAddr + "/v1/blobs/sha256/"}
+	return nil
+}
+
+// restartGateway stops the gateway cleanly and starts a fresh process, so
+// a memory run does not inherit the previous run's heap.
+func (b *bench) restartGateway() error {
+	p := b.gwHTTP.cmd.Process
+	_ = p.Signal(syscall.SIGTERM)
+	_, _ = p.Wait()
+	return b.startGateway()
 }
 
 func (b *bench) stop() {
@@ -201,8 +223,23 @@ func (b *bench) memory(dur time.Duration) {
 		{"1000 clients at 64 KiB/s, 100 MiB blob", "b100m.img", 1000, 64 << 10},
 		{"256 clients, 2 GiB blob", "b2g.img", 256, 0},
 	}
+	if err := b.restartGateway(); err != nil {
+		fmt.Fprintf(b.out, "| restarting the gateway failed: %v | | | | |\n", err)
+		return
+	}
+	_, idle := procStat(b.gwHTTP.cmd.Process.Pid)
+	fmt.Fprintf(b.out, "| idle after start, blobs cached | gateway | %.1f | - | - |\n", float64(idle)/mib)
 	for _, r := range runs {
-		for _, s := range []server{b.ngStatic, b.gwHTTP, b.gwHTTPS} {
+		for i, s := range []server{b.ngStatic, b.gwHTTP, b.gwHTTPS} {
+			if i > 0 {
+				// A fresh gateway process for each run; the server value
+				// picks up the new process and addresses.
+				if err := b.restartGateway(); err != nil {
+					fmt.Fprintf(b.out, "| restarting the gateway failed: %v | | | | |\n", err)
+					return
+				}
+				s = []server{b.ngStatic, b.gwHTTP, b.gwHTTPS}[i]
+			}
 			fmt.Fprintf(os.Stderr, "memory: %s, %s\n", r.name, s.name)
 			smp := startSampler(s.cmd.Process.Pid)
 			res := runLoad(loadSpec{URL: b.url(s, r.blob), Clients: r.clients, Duration: 2 * dur, Rate: r.rate})
