@@ -186,6 +186,10 @@ func (m *Mirror) supersede(txn *badger.Txn, prev *publishedState, st *publishedS
 // prune removes superseded files and retired targets whose grace period
 // has ended, and drops them from what is served.
 func (m *Mirror) prune() error {
+	// Serialised with Refresh, so an older state read here never replaces
+	// a newer one published meanwhile.
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
 	now := m.opts.Now()
 	var retired map[string]retiredTarget
 	var st *publishedState

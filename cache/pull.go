@@ -29,7 +29,7 @@ type RetryLaterError struct {
 
 func (e *RetryLaterError) Error() string { return e.Reason + "; retry later" }
 
-// errPermanent marks an upstream answer that another attempt of the same
+// errPermanent marks an upstream response that another attempt of the same
 // fill cannot fix: a wrong length, a hash mismatch, a missing target.
 type errPermanent struct{ err error }
 
@@ -145,7 +145,7 @@ func (m *Mirror) fillFromUpstream(fill *blob.Fill, t Target) error {
 		complete, err := m.fetchOnce(fill, t)
 		if complete {
 			if err := fill.Commit(); err != nil {
-				return fmt.Errorf("target %s refused: %w", t.Path, err)
+				return fmt.Errorf("target %s rejected: %w", t.Path, err)
 			}
 			return nil
 		}
@@ -192,12 +192,12 @@ func (m *Mirror) fetchOnce(fill *blob.Fill, t Target) (bool, error) {
 			off = 0
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != t.Length {
-			return false, errPermanent{fmt.Errorf("upstream sends %s as %d bytes, its signed metadata says %d", t.Path, resp.ContentLength, t.Length)}
+			return false, errPermanent{fmt.Errorf("upstream sent %s as %d bytes, but its signed metadata lists %d", t.Path, resp.ContentLength, t.Length)}
 		}
 	case http.StatusPartialContent:
 		start, end, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err == nil && (start != off || end != t.Length-1 || (total >= 0 && total != t.Length)) {
-			err = fmt.Errorf("Content-Range %q does not answer bytes=%d- of %d bytes", resp.Header.Get("Content-Range"), off, t.Length)
+			err = fmt.Errorf("Content-Range %q does not match the requested bytes=%d- of %d bytes", resp.Header.Get("Content-Range"), off, t.Length)
 		}
 		if err != nil {
 			m.metrics.restarts.Inc()
@@ -211,11 +211,11 @@ func (m *Mirror) fetchOnce(fill *blob.Fill, t Target) (bool, error) {
 		if err := fill.Restart(); err != nil {
 			return false, errPermanent{err}
 		}
-		return false, fmt.Errorf("upstream refused bytes=%d- of %s; starting again from byte 0", off, t.Path)
+		return false, fmt.Errorf("upstream rejected bytes=%d- of %s; starting again from byte 0", off, t.Path)
 	case http.StatusNotFound, http.StatusGone, http.StatusForbidden, http.StatusUnauthorized:
-		return false, errPermanent{fmt.Errorf("upstream answered %s for %s", resp.Status, t.Path)}
+		return false, errPermanent{fmt.Errorf("upstream responded %s for %s", resp.Status, t.Path)}
 	default:
-		return false, fmt.Errorf("upstream answered %s for %s", resp.Status, t.Path)
+		return false, fmt.Errorf("upstream responded %s for %s", resp.Status, t.Path)
 	}
 	body := &watchedBody{r: resp.Body}
 	stop := m.watchRate(body, cancel)
@@ -279,7 +279,7 @@ func (m *Mirror) watchRate(b *watchedBody, cancel context.CancelFunc) (stop func
 }
 
 // parseContentRange parses "bytes START-END/TOTAL" or "bytes
-// START-END/*" (total -1), the form a 206 answer to one range carries.
+// START-END/*" (total -1), the form of a 206 response to one range.
 func parseContentRange(s string) (start, end, total int64, err error) {
 	bad := func() (int64, int64, int64, error) {
 		return 0, 0, 0, fmt.Errorf("malformed Content-Range %q: want \"bytes START-END/TOTAL\"", s)
