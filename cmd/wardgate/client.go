@@ -153,9 +153,12 @@ type offline struct {
 
 // openOffline opens the database of a stopped gateway. It returns
 // errGatewayRunning when `wardgate serve` holds it.
-func openOffline(cfg config.Config) (*offline, error) {
+func openOffline(cfg config.Config) (*offline, error) { return openData(cfg, false) }
+
+// openData is openOffline that, with create, makes a new database.
+func openData(cfg config.Config, create bool) (*offline, error) {
 	dir := filepath.Join(cfg.DataDir, "db")
-	if _, err := os.Stat(dir); err != nil {
+	if _, err := os.Stat(dir); err != nil && !create {
 		return nil, fmt.Errorf("no gateway database in %s: run `wardgate init` first, or pass -config: %w", cfg.DataDir, err)
 	}
 	db, err := store.Open(dir, slog.New(slog.DiscardHandler))

@@ -187,7 +187,7 @@ func tokenRevoke(ctx context.Context, af *adminFlags, id string, stdout io.Write
 // bootstrapToken creates the first admin token when the store has none
 // and writes it to admin.token_file. It is part of `wardgate init`.
 func bootstrapToken(ctx context.Context, cfg config.Config, stdout io.Writer) error {
-	off, err := openOffline(cfg)
+	off, err := openData(cfg, true)
 	if err != nil {
 		return fmt.Errorf("opening the database for the first admin token: %w", err)
 	}
