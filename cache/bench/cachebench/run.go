@@ -20,6 +20,8 @@ import (
 const (
 	mib = 1 << 20
 	gib = 1 << 30
+	// coldRounds is how many uncached blobs each server pulls through.
+	coldRounds = 3
 )
 
 // server is one process under measurement.
@@ -50,6 +52,7 @@ func run(args []string) error {
 	dur := fs.Duration("dur", 5*time.Second, "length of each load run")
 	outFile := fs.String("out", "", "also write the markdown results to this file")
 	coldRate := fs.Int64("cold-rate", 100*mib, "upstream bytes per second in the cold runs")
+	phases := fs.String("phases", "cached,memory,cold", "comma-separated phases to run")
 	_ = fs.Parse(args)
 	if _, err := exec.LookPath("nginx"); err != nil {
 		return errors.New("nginx is not installed: apt-get install nginx-light (with a policy-rc.d that exits 101 so it does not start)")
@@ -69,7 +72,10 @@ func run(args []string) error {
 	}
 	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}}
 	defer b.stop()
-	specs := []blobSpec{{"b100m.img", 100 * mib}, {"b1g.img", gib}, {"b2g.img", 2 * gib}, {"cold-gw.img", 100 * mib}, {"cold-ngx.img", 100 * mib}}
+	specs := []blobSpec{{"b100m.img", 100 * mib}, {"b1g.img", gib}, {"b2g.img", 2 * gib}}
+	for i := range coldRounds {
+		specs = append(specs, blobSpec{fmt.Sprintf("cold-gw-%d.img", i), 100 * mib}, blobSpec{fmt.Sprintf("cold-ngx-%d.img", i), 100 * mib})
+	}
 	fmt.Fprintln(os.Stderr, "writing the repository...")
 	root, sums, err := writeRepo(filepath.Join(dir, "repo"), specs)
 	if err != nil {
@@ -82,9 +88,15 @@ func run(args []string) error {
 	if err := b.start(*coldRate); err != nil {
 		return err
 	}
-	b.cached(*dur)
-	b.memory(*dur)
-	b.cold(*coldRate)
+	if strings.Contains(*phases, "cached") {
+		b.cached(*dur)
+	}
+	if strings.Contains(*phases, "memory") {
+		b.memory(*dur)
+	}
+	if strings.Contains(*phases, "cold") {
+		b.cold(*coldRate)
+	}
 	fmt.Print(b.out.String())
 	if *outFile != "" {
 		return os.WriteFile(*outFile, b.out.Bytes(), 0o644)
@@ -257,14 +269,19 @@ func (b *bench) cold(rate int64) {
 		"over the first 80%% of the fill. The upstream sends at %d MiB/s (a fill takes about %s).\n\n", rate/mib, fill.Round(100*time.Millisecond))
 	fmt.Fprintln(b.out, "| server | upstream bytes / blob | late joiners' TTFB p50 | p99 | max | all bodies complete |")
 	fmt.Fprintln(b.out, "| --- | ---: | ---: | ---: | ---: | --- |")
-	for _, c := range []struct {
+	type coldRun struct {
 		s    server
 		url  string
 		path string
-	}{
-		{b.gwCold, b.url(b.gwCold, "cold-gw.img"), "targets/" + b.sums["cold-gw.img"] + ".cold-gw.img"},
-		{b.ngProxy, b.ngProxy.base + b.sums["cold-ngx.img"] + ".cold-ngx.img", "targets/" + b.sums["cold-ngx.img"] + ".cold-ngx.img"},
-	} {
+	}
+	var runs []coldRun
+	for i := range coldRounds {
+		gw, ngx := fmt.Sprintf("cold-gw-%d.img", i), fmt.Sprintf("cold-ngx-%d.img", i)
+		runs = append(runs,
+			coldRun{b.gwCold, b.url(b.gwCold, gw), "targets/" + b.sums[gw] + "." + gw},
+			coldRun{b.ngProxy, b.ngProxy.base + b.sums[ngx] + "." + ngx, "targets/" + b.sums[ngx] + "." + ngx})
+	}
+	for _, c := range runs {
 		fmt.Fprintf(os.Stderr, "cold: %s\n", c.s.name)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
