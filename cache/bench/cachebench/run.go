@@ -88,6 +88,9 @@ func run(args []string) error {
 	if err := b.start(*coldRate); err != nil {
 		return err
 	}
+	// Write back the gigabytes just written before measuring, so the runs
+	// do not compete with the kernel's writeback.
+	syscall.Sync()
 	if strings.Contains(*phases, "cached") {
 		b.cached(*dur)
 	}
@@ -95,6 +98,7 @@ func run(args []string) error {
 		b.memory(*dur)
 	}
 	if strings.Contains(*phases, "cold") {
+		syscall.Sync()
 		b.cold(*coldRate)
 	}
 	fmt.Print(b.out.String())
