@@ -179,7 +179,7 @@ func (c *Client) readControl(ctx context.Context, s *session) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		c.metrics.bytes.WithLabelValues("down").Add(float64(len(line) + 1))
+		c.metrics.bytesDown.Add(float64(len(line) + 1))
 		n, err := ParseNotice(line)
 		switch {
 		case errors.Is(err, errNoticeUnknownType):

@@ -29,7 +29,7 @@ import (
 // files (the hub serves targets verbatim) and an in-memory telemetry
 // store that counts what it stores.
 type testHub struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	data string
 	repo string
@@ -45,7 +45,7 @@ type testHub struct {
 	done chan error
 }
 
-func newTestHub(t *testing.T, opts func(*hub.Options)) *testHub {
+func newTestHub(t testing.TB, opts func(*hub.Options)) *testHub {
 	t.Helper()
 	logTo(t)
 	dir := t.TempDir()
@@ -69,7 +69,7 @@ func newTestHub(t *testing.T, opts func(*hub.Options)) *testHub {
 	return h
 }
 
-func writeFile(t *testing.T, name string, data []byte) {
+func writeFile(t testing.TB, name string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -345,13 +345,13 @@ type testWriter struct{ s *logSink }
 
 type logSink struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
-var sinks sync.Map // *testing.T -> *logSink
+var sinks sync.Map // testing.TB -> *logSink
 
-func logTo(t *testing.T) testWriter {
+func logTo(t testing.TB) testWriter {
 	if s, ok := sinks.Load(t); ok {
 		return testWriter{s.(*logSink)}
 	}

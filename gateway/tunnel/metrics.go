@@ -35,6 +35,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	retried     prometheus.Counter
 	bytes       *prometheus.CounterVec
+	bytesUp     prometheus.Counter
+	bytesDown   prometheus.Counter
 	notices     *prometheus.CounterVec
 	badNotices  *prometheus.CounterVec
 	refused     *prometheus.GaugeVec
@@ -106,9 +108,8 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 		m.transport.WithLabelValues(t).Set(0)
 		m.dials.WithLabelValues(t)
 	}
-	for _, d := range []string{"up", "down"} {
-		m.bytes.WithLabelValues(d)
-	}
+	// Resolved once: body reads are counted on every read.
+	m.bytesUp, m.bytesDown = m.bytes.WithLabelValues("up"), m.bytes.WithLabelValues("down")
 	for _, r := range []string{"malformed", "oversized", "unknown_type"} {
 		m.badNotices.WithLabelValues(r)
 	}

@@ -197,11 +197,11 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 		if werr := b.c.limiter.WaitN(b.ctx, b.prio, n); werr != nil && err == nil {
 			err = werr
 		}
-		dir := "down"
 		if b.up {
-			dir = "up"
+			b.c.metrics.bytesUp.Add(float64(n))
+		} else {
+			b.c.metrics.bytesDown.Add(float64(n))
 		}
-		b.c.metrics.bytes.WithLabelValues(dir).Add(float64(n))
 	}
 	if err != nil && !errors.Is(err, io.EOF) && b.s != nil && !b.s.alive() {
 		err = fmt.Errorf("tunnel connection lost while reading the response: %w", err)
