@@ -20,7 +20,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/store"
 )
 
-func openDB(t *testing.T, dir string) *badger.DB {
+func openDB(t testing.TB, dir string) *badger.DB {
 	t.Helper()
 	db, err := store.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
