@@ -37,6 +37,7 @@ func (g *Gateway) apiRoutes(mux *http.ServeMux) {
 	h("POST /v1/tokens", RoleAdmin, g.apiTokenCreate)
 	h("POST /v1/tokens/{id}/revoke", RoleAdmin, g.apiTokenRevoke)
 	h("GET /v1/backup", RoleAdmin, g.apiBackup)
+	g.reportRoutes(h)
 }
 
 // bearer returns the token of an "Authorization: Bearer" header.

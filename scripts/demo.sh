@@ -88,7 +88,10 @@ echo "== 20 simulated devices"
   -profile XR-1:A:1.0.0:imaging:2
 
 echo "== gateway status"
-"$bin/wardgate" status -admin "127.0.0.1:$gw_admin"
+"$bin/wardgate" status -config "$cfg"
+
+echo "== why a device with hardware revision A gets no pump release"
+"$bin/wardgate" explain -config "$cfg" "Acme Medical/SIM-0009" infusion-pump/3.2.0/pump-3.2.0.img
 
 # A clean stop flushes the telemetry relay over the tunnel.
 kill -TERM "$gw_pid"

@@ -33,6 +33,10 @@ commands:
   serve     run the gateway (embedded defaults when there is no config file)
   status    print a one-screen summary of a running gateway
   devices   list the device inventory of a running gateway
+  explain   explain the policy decision: explain MANUFACTURER/SERIAL RELEASE
+  sbom      components of a device or release, or license findings (-licenses)
+  exposure  devices exposed to a vulnerability: exposure CVE-... or GHSA-...
+  advisories  import OSV or VEX files: advisories import FILE...
   audit     verify the audit chain or export it: audit verify, audit export
   token     manage API tokens: token create, token list, token revoke
   backup    write a consistent backup of the data folder: backup FILE
@@ -68,6 +72,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDevices(ctx, args[1:], stdout)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(ctx, args[1:], stdout)
+	case "sbom":
+		return cmdSBOM(ctx, args[1:], stdout)
+	case "exposure":
+		return cmdExposure(ctx, args[1:], stdout)
+	case "advisories":
+		return cmdAdvisories(ctx, args[1:], stdout)
 	case "token":
 		return cmdToken(ctx, args[1:], stdout, stderr)
 	case "backup":

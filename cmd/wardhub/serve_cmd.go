@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"time"
 

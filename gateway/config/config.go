@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/wardgate/wardgate/cache/exposure"
 )
 
 // Example is the commented configuration that `wardgate init` writes.
@@ -38,6 +40,7 @@ type Config struct {
 	Audit     Audit     `toml:"audit"`
 	Policy    Policy    `toml:"policy"`
 	Telemetry Telemetry `toml:"telemetry"`
+	Licenses  Licenses  `toml:"licenses"`
 	Log       Log       `toml:"log"`
 }
 
@@ -96,6 +99,16 @@ type Telemetry struct {
 	// also goes upstream one device at a time, under random pseudonyms.
 	// Every such upload is audited.
 	PerDeviceManufacturers []string `toml:"per_device_manufacturers"`
+}
+
+// Licenses is the hospital's license policy for the components in
+// release SBOMs, as SPDX license identifiers.
+type Licenses struct {
+	// Allow lists the licenses the hospital accepts; empty accepts all
+	// that Deny does not list.
+	Allow []string `toml:"allow"`
+	// Deny lists licenses that are findings wherever they appear.
+	Deny []string `toml:"deny"`
 }
 
 // Log configures logging.
@@ -219,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Policy.validate(); err != nil {
 		return err
+	}
+	if err := (exposure.LicensePolicy{Allow: c.Licenses.Allow, Deny: c.Licenses.Deny}).Validate(); err != nil {
+		return fmt.Errorf("licenses: %w", err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
