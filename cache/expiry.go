@@ -102,16 +102,24 @@ func (m *Mirror) checkFreshness() {
 		alert = 1
 	}
 	m.metrics.alert.Set(alert)
+	now := m.opts.Now()
 	m.mu.Lock()
 	changed := m.alerted != st.Freshness
-	m.alerted = st.Freshness
+	remind := now.Sub(m.alertedAt) >= alertReminder
+	if changed || remind {
+		m.alerted, m.alertedAt = st.Freshness, now
+	}
 	m.mu.Unlock()
 	switch {
-	case st.Freshness == FreshnessExpired && (changed || st.LastError != ""):
+	case st.Freshness == FreshnessExpired && (changed || remind):
 		m.log.Error("TUF metadata expired: new offers stopped", "role", st.ExpiringRole, "expired", st.Expires, "downloads_until", st.DownloadsUntil, "last_error", st.LastError)
-	case st.Freshness == FreshnessExpiring && (changed || st.LastError != ""):
+	case st.Freshness == FreshnessExpiring && (changed || remind):
 		m.log.Warn("TUF metadata expires soon and has not been refreshed", "role", st.ExpiringRole, "expires", st.Expires, "last_error", st.LastError)
 	case changed && st.Freshness == FreshnessFresh:
 		m.log.Info("TUF metadata fresh", "expires", st.Expires)
 	}
 }
+
+// alertReminder is how often an expiring or expired state is logged
+// again while it lasts.
+const alertReminder = time.Hour

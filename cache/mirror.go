@@ -213,13 +213,14 @@ type Mirror struct {
 
 	refreshMu sync.Mutex
 
-	mu       sync.RWMutex
-	targets  map[string]Target       // current, by target path
-	served   map[string]servedTarget // consistent and plain names -> target
-	bySHA    map[string]Target       // sha256 hex -> target, current or retired
-	status   Status
-	expiries []roleExpiry
-	alerted  string // freshness last logged
+	mu        sync.RWMutex
+	targets   map[string]Target       // current, by target path
+	served    map[string]servedTarget // consistent and plain names -> target
+	bySHA     map[string]Target       // sha256 hex -> target, current or retired
+	status    Status
+	expiries  []roleExpiry
+	alerted   string    // freshness last logged
+	alertedAt time.Time // when it was logged
 
 	fillMu   sync.Mutex
 	failures map[string]time.Time // sha256 -> end of the failure backoff

@@ -49,7 +49,8 @@ func (m *Mirror) Refresh(ctx context.Context) (err error) {
 		result := "ok"
 		if err != nil {
 			result = "error"
-			m.log.Warn("TUF update refused; the last verified state stays published", "err", err)
+			// The caller logs the error; this line is for debugging alone.
+			m.log.Debug("TUF update refused; the last verified state stays published", "err", err)
 		}
 		m.metrics.refreshes.WithLabelValues(result).Inc()
 		m.checkFreshness()
