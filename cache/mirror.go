@@ -49,11 +49,12 @@
 //
 //   - fresh: more than ExpiryWarning before that expiry. Everything is
 //     offered and served.
-//   - expiring: within ExpiryWarning of it (default 6h; the hub re-signs
-//     its 24h timestamp long before). The mirror raises an alert: the
-//     wardgate_tuf_expiry_alert gauge is 1, a warning is logged at the
-//     transition and with every failed refresh, and Status reports the
-//     state, the role and the time. Offers and downloads go on.
+//   - expiring: within ExpiryWarning of it (default 6h, while the hub
+//     signs 24-hour timestamps and re-signs them before they expire). The
+//     mirror raises an alert: the wardgate_tuf_expiry_alert gauge is 1, a
+//     warning is logged at the transition and hourly while it lasts, and
+//     Status reports the state, the role, the time and the last refresh
+//     error. Offers and downloads go on.
 //   - expired: upstream could not be refreshed before the expiry. The
 //     TUF paths keep serving the verbatim bytes, so device TUF clients see
 //     the real expiry and decide themselves. New offers stop
