@@ -77,7 +77,18 @@ func newShots(t *testing.T) *shots {
 
 func (s *shots) take(ctx context.Context, name string) {
 	s.t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	s.save(ctx, name, chromedp.FullScreenshot(100))
+}
+
+// takeView saves the visible part of a long page.
+func (s *shots) takeView(ctx context.Context, name string) {
+	s.t.Helper()
+	s.save(ctx, name, chromedp.CaptureScreenshot())
+}
+
+func (s *shots) save(ctx context.Context, name string, shot chromedp.Action[[]byte]) {
+	s.t.Helper()
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		s.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -243,5 +254,5 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("audit page lacks the approval by the approver's token:\n%s", a)
 	}
 	run(t, ctx, "opening audit", chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
-	shot.take(ctx, "audit")
+	shot.takeView(ctx, "audit")
 }

@@ -191,7 +191,7 @@ type auditData struct {
 }
 
 func parseAuditQuery(q url.Values, loc *time.Location) (AuditQuery, string, string, error) {
-	aq := AuditQuery{Actor: q.Get("actor"), Action: q.Get("action"), Subject: q.Get("subject"), Text: q.Get("q"), Limit: 100}
+	aq := AuditQuery{Actor: q.Get("actor"), Action: q.Get("action"), Subject: q.Get("subject"), Text: q.Get("q"), Limit: 50}
 	from, to := q.Get("from"), q.Get("to")
 	var err error
 	if aq.From, err = parseWhen(from, loc); err != nil {
