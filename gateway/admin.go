@@ -31,7 +31,7 @@ func (g *Gateway) adminRoutes() http.Handler {
 	return mux
 }
 
-// handleReady answers 200 once the gateway can serve devices: it has a
+// handleReady returns 200 once the gateway can serve devices: it has a
 // verified repository state to offer from.
 func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
 	st := g.mirror.Status()

@@ -256,7 +256,7 @@ func (g *Gateway) apiAuditExport(w http.ResponseWriter, r *http.Request, t Token
 	g.recordAudit(context.WithoutCancel(r.Context()), audit.Record{Actor: actorOf(t), Action: "audit.export", Subject: "audit", Details: exportDetails(q, f, res, err)})
 }
 
-// VerifyResult is the answer of POST /v1/audit/verify.
+// VerifyResult is the response of POST /v1/audit/verify.
 type VerifyResult struct {
 	Entries int    `json:"entries"`
 	OK      bool   `json:"ok"`

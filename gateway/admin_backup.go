@@ -33,7 +33,7 @@ import (
 //
 // badger's backup is a snapshot at one read timestamp. Blobs are copied
 // after it through the blob store, which keeps each from eviction while
-// it is read; a blob evicted in between is left out, and the restored
+// it is read. A blob evicted in between is left out, so the restored
 // store drops its index record and fetches it again. The backup holds the
 // gateway's private keys: keep it as safe as the appliance.
 const (
@@ -66,7 +66,7 @@ type Progress struct {
 	Item string
 }
 
-// BackupSource is what a backup reads.
+// BackupSource is the data a backup reads.
 type BackupSource struct {
 	DB      *badger.DB
 	DataDir string
@@ -295,7 +295,7 @@ func ParseBackupManifest(data []byte) (BackupManifest, error) {
 
 // ErrDataDirInUse is returned by RestoreBackup for a data folder that
 // already holds a database.
-var ErrDataDirInUse = errors.New("the data folder already holds a database")
+var ErrDataDirInUse = errors.New("the data folder already contains a database")
 
 // RestoreBackup restores a backup into dataDir, which must not hold a
 // database yet. The gateway must be stopped. Blobs are re-verified by
@@ -346,7 +346,7 @@ func RestoreBackup(ctx context.Context, r io.Reader, dataDir string, log *slog.L
 		switch name := hdr.Name; {
 		case name == backupDBName:
 			if sawDB {
-				return m, errors.New("backup holds two database snapshots: the file is damaged")
+				return m, errors.New("backup contains two database snapshots: the file is damaged")
 			}
 			sawDB = true
 			db, err := store.Open(dbDir, log)
@@ -373,7 +373,7 @@ func RestoreBackup(ctx context.Context, r io.Reader, dataDir string, log *slog.L
 		}
 	}
 	if !sawDB {
-		return m, errors.New("backup holds no database snapshot: the file is damaged or cut short")
+		return m, errors.New("backup contains no database snapshot: the file is damaged or truncated")
 	}
 	return m, nil
 }

@@ -391,8 +391,8 @@ func (m *rolloutManager) putRaw(key string, data []byte) error {
 	return nil
 }
 
-// syncApproved tells the mirror which releases approvals cover, so it
-// pins them against eviction. The caller holds m.mu.
+// syncApproved passes the releases that approvals cover to the mirror,
+// which pins them against eviction. The caller holds m.mu.
 func (m *rolloutManager) syncApproved() {
 	set := map[string]bool{}
 	for _, a := range m.approvals {

@@ -16,7 +16,7 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// adminState is what the admin listener adds to a gateway: API tokens,
+// adminState is the admin listener's part of a gateway: API tokens,
 // approvals and rollouts, the console, audit forwarding and retention.
 type adminState struct {
 	tokens   *Tokens
@@ -33,7 +33,7 @@ type adminState struct {
 // admin API; the gateway shows "no advisories loaded" without one.
 type ExposureSource interface {
 	// Exposure returns the devices exposed to a CVE or GHSA id and the
-	// fleet's risk summary; an empty id asks for the summary alone.
+	// fleet's risk summary; an empty id requests the summary alone.
 	Exposure(ctx context.Context, id string) (console.Exposure, error)
 }
 
@@ -83,7 +83,7 @@ func (g *Gateway) setupAdmin() error {
 				}
 				tc.RootCAs = x509.NewCertPool()
 				if !tc.RootCAs.AppendCertsFromPEM(pem) {
-					return fmt.Errorf("audit.syslog.ca %s holds no PEM certificate", s.CA)
+					return fmt.Errorf("audit.syslog.ca %s contains no PEM certificate: use a PEM bundle of the collector's CA", s.CA)
 				}
 			}
 		}

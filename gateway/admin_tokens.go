@@ -20,7 +20,8 @@ import (
 	"github.com/wardgate/wardgate/gateway/console"
 )
 
-// Role is what an API token may do; see console.Role for the order.
+// Role is the permission level of an API token; see console.Role for
+// the order.
 type Role = console.Role
 
 // Roles of API tokens.

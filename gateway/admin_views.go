@@ -48,7 +48,7 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 		}
 		switch {
 		case ts.Refusal != "":
-			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The hub refuses this gateway: " + ts.Refusal})
+			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The hub rejects this gateway: " + ts.Refusal})
 		case !g.tunnel.Connected():
 			o.Alerts = append(o.Alerts, console.Alert{Level: "warning", Message: "The tunnel to the hub is down; devices are served from the cache. " + o.TunnelError})
 		}
@@ -56,7 +56,7 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "TLS inspection breaks the tunnel: " + ts.TLSInspection})
 		}
 		if !ts.QUICBlockedSince.IsZero() {
-			o.Alerts = append(o.Alerts, console.Alert{Level: "info", Message: "Outbound QUIC gets no answer since " + ts.QUICBlockedSince.Format(time.RFC3339) + "; the tunnel runs over TCP."})
+			o.Alerts = append(o.Alerts, console.Alert{Level: "info", Message: "Outbound QUIC gets no response since " + ts.QUICBlockedSince.Format(time.RFC3339) + "; the tunnel runs over TCP."})
 		}
 	}
 	switch {
@@ -80,7 +80,7 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 		o.Telemetry = console.TelemetryQueue{Batches: qs.Batches, Bytes: qs.Bytes, MaxBytes: qs.MaxBytes}
 		if qs.Rejecting != nil {
 			o.Telemetry.Refusing = qs.Rejecting.Error()
-			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The telemetry queue refuses device batches: " + qs.Rejecting.Error()})
+			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The telemetry queue rejects device batches: " + qs.Rejecting.Error()})
 		}
 		if g.telemetry.relay != nil {
 			o.Telemetry.PendingUploads, _ = g.telemetry.relay.Pending()

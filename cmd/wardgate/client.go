@@ -89,8 +89,8 @@ func (f *adminFlags) client(cfg config.Config) (*adminClient, error) {
 	return &adminClient{base: scheme + "://" + addr, token: tok, http: &http.Client{Transport: tr}}, nil
 }
 
-// do sends a request and decodes a JSON answer into out (when not nil).
-// A non-2xx answer becomes an error with the gateway's message.
+// do sends a request and decodes a JSON response into out (when not nil).
+// A non-2xx response becomes an error with the gateway's message.
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	resp, err := c.raw(ctx, method, path, body)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// PruneResult says what Prune removed.
+// PruneResult describes what Prune removed.
 type PruneResult struct {
 	// Removed is the number of entries deleted; First and Last are their
 	// sequence numbers.

@@ -214,10 +214,10 @@ var ErrBroken = errors.New("audit chain broken")
 // It wraps ErrBroken.
 type BrokenError struct {
 	// Seq is the position of the first broken entry: the sequence number
-	// its key says it has. For entries deleted at the end of the chain it
+	// in its key. For entries deleted at the end of the chain it
 	// is the first missing one.
 	Seq uint64
-	// Problem says what is wrong with it.
+	// Problem describes what is wrong with it.
 	Problem string
 	// Entry is the stored entry when it could be read.
 	Entry *Entry

@@ -45,7 +45,7 @@ type SyslogOptions struct {
 // Forwarder sends every audit entry, in order, to a syslog collector as
 // RFC 5424 messages, at least once: it keeps a delivery cursor in the
 // store and resumes after it on reconnect and restart. Entries that were
-// written to the socket just before a connection broke may be sent twice;
+// written to the socket just before a connection broke may be sent twice, and
 // the seq and hash in each message let the collector drop duplicates.
 type Forwarder struct {
 	opts   SyslogOptions

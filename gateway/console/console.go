@@ -183,7 +183,7 @@ func (s *Server) auth(need Role, fn func(http.ResponseWriter, *http.Request, *se
 	})
 }
 
-// page is what every template receives.
+// page is the data every template receives.
 type page struct {
 	Title   string
 	Nav     string

@@ -109,7 +109,8 @@ func (s *Server) releases(w http.ResponseWriter, r *http.Request, sess *session)
 		Flash: r.URL.Query().Get("done"), Data: rel})
 }
 
-// progressJSON is what the releases page's script polls to move the bars.
+// progressJSON is the rollout progress that the releases page's script
+// polls to move the bars.
 type progressJSON struct {
 	ID     string         `json:"id"`
 	State  string         `json:"state"`

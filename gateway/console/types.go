@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Role is what an API token may do. Roles are ordered: each includes the
+// Role is the permission level of an API token. Roles are ordered: each includes the
 // ones before it.
 type Role int
 
@@ -67,7 +67,7 @@ type Actor struct {
 	Role    Role
 }
 
-// AuditName is how the actor appears in audit records.
+// AuditName returns the actor's name in audit records.
 func (a Actor) AuditName() string { return "token:" + a.TokenID }
 
 // Backend is what the console reads and changes. The gateway implements
@@ -186,7 +186,7 @@ type HistoryEntry struct {
 	Details []Count2
 }
 
-// DeviceDecision is what policy says now about one release for a device.
+// DeviceDecision is the current policy decision on one release for a device.
 type DeviceDecision struct {
 	Target, Version string
 	Offer           bool
@@ -275,7 +275,7 @@ type Period struct {
 	Blackout   bool
 }
 
-// Exposure is the answer for one vulnerability id.
+// Exposure is the exposure report for one vulnerability id.
 type Exposure struct {
 	// Loaded is false when no advisories are loaded at all.
 	Loaded bool
