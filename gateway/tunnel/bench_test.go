@@ -175,7 +175,7 @@ func benchTLS(b *testing.B) (*tls.Config, *tls.Config) {
 		&tls.Config{Certificates: []tls.Certificate{cli}, RootCAs: ca.Pool(), ServerName: "wardhub", MinVersion: tls.VersionTLS13, NextProtos: []string{"bench"}}
 }
 
-// serveQUIC answers every stream with the file's bytes.
+// serveQUIC writes the file's bytes on every stream.
 func serveQUIC(b *testing.B, conf *tls.Config, file string) string {
 	b.Helper()
 	ln, err := quic.ListenAddr("127.0.0.1:0", conf, &quic.Config{KeepAlivePeriod: hub.KeepAlivePeriod, MaxIdleTimeout: hub.MaxIdleTimeout})
@@ -215,7 +215,7 @@ func serveQUIC(b *testing.B, conf *tls.Config, file string) string {
 	return ln.Addr().String()
 }
 
-// serveTLS answers every TLS connection with the file's bytes.
+// serveTLS writes the file's bytes on every TLS connection.
 func serveTLS(b *testing.B, conf *tls.Config, file string) string {
 	b.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)

@@ -122,7 +122,7 @@ func (c *Client) controlLoop(ctx context.Context, s *session) {
 
 // heartbeat is what the gateway writes on the control stream every
 // keep-alive period. QUIC keep-alives are smaller than the smallest
-// packet a hub answers with a stateless reset, so after a hub crash an
+// packet to which a hub responds with a stateless reset, so after a hub crash an
 // idle tunnel would wait out its idle timeout; a heartbeat's packet is
 // large enough to get the reset at once.
 var heartbeat = []byte(`{"type":"heartbeat"}` + strings.Repeat(" ", 43) + "\n")
@@ -131,7 +131,7 @@ func (c *Client) readControl(ctx context.Context, s *session) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	// Closing the reader also frees a heartbeat write that nobody reads.
+	// Closing the reader also frees a heartbeat write that no one reads.
 	defer pr.Close()
 	go func() {
 		t := time.NewTicker(c.opts.KeepAlivePeriod)

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// maxEnrolResponse bounds the hub's answer to enrolment or renewal.
+// maxEnrolResponse bounds the hub's response to enrolment or renewal.
 const maxEnrolResponse = 1 << 20
 
 // EnrollOptions configures Enroll.
@@ -43,8 +43,8 @@ type EnrollOptions struct {
 	Logger      *slog.Logger
 }
 
-// Enrolment is what the hub issued: the site, its certificate, and the
-// trust anchors the gateway stores.
+// Enrolment is the hub's issue to one gateway: the site, its
+// certificate, and the trust anchors the gateway stores.
 type Enrolment struct {
 	SiteID string
 	// Certificate holds the issued certificate with Key.
@@ -109,8 +109,8 @@ func Enroll(ctx context.Context, opts EnrollOptions) (*Enrolment, error) {
 	}
 	body, _ := json.Marshal(enrolRequest{Token: opts.Token, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))})
 	var resp enrolResponse
-	// The hub answers a repeat of the same token and key with the same
-	// site, so a lost answer is safe to ask for again.
+	// The hub responds to a repeat of the same token and key with the
+	// same site, so a lost response is safe to request again.
 	var lastErr error
 	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
 		if lastErr = c.enrolOnce(ctx, body, &resp); lastErr == nil {
@@ -170,50 +170,50 @@ func (c *Client) enrolOnce(ctx context.Context, body []byte, out *enrolResponse)
 		if r := refusalFrom(resp); r != nil {
 			return r
 		}
-		return fmt.Errorf("enrolment: %s answered without a hub refusal code", resp.Status)
+		return fmt.Errorf("enrolment: %s response without a hub refusal code: a proxy or another server responded instead of the hub", resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxEnrolResponse+1))
 	if err != nil {
-		return fmt.Errorf("reading the enrolment answer: %w", err)
+		return fmt.Errorf("reading the enrolment response: %w", err)
 	}
 	return parseEnrolResponse(data, out)
 }
 
-// parseEnrolResponse decodes the hub's enrolment answer.
+// parseEnrolResponse decodes the hub's enrolment response.
 func parseEnrolResponse(data []byte, out *enrolResponse) error {
 	if len(data) > maxEnrolResponse {
-		return errors.New("enrolment answer is larger than 1 MiB")
+		return errors.New("enrolment response is larger than 1 MiB")
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decoding the enrolment answer: %w", err)
+		return fmt.Errorf("decoding the enrolment response: %w", err)
 	}
 	if out.SiteID == "" || out.Certificate == "" || out.HubCA == "" || out.DeviceCA == "" || len(out.TUFRoot) == 0 {
-		return errors.New("enrolment answer lacks the site id, certificate, CAs or TUF root")
+		return errors.New("enrolment response lacks the site id, certificate, CAs or TUF root")
 	}
 	return nil
 }
 
 // checkEnrolment verifies what the hub issued: the certificate is for
-// our key and the site, from the hub CA we trust, and the CA the answer
+// our key and the site, from the hub CA we trust, and the CA the response
 // names is that one.
 func checkEnrolment(r *enrolResponse, key crypto.Signer, pool *x509.CertPool, pin []byte) (*Enrolment, error) {
 	caCerts, err := parseCerts([]byte(r.HubCA))
 	if err != nil {
-		return nil, fmt.Errorf("hub CA in the enrolment answer: %w", err)
+		return nil, fmt.Errorf("hub CA in the enrolment response: %w", err)
 	}
 	if pin != nil {
 		sum := sha256.Sum256(caCerts[0].Raw)
 		if !bytes.Equal(sum[:], pin) {
-			return nil, errors.New("the hub CA in the enrolment answer does not match the pinned fingerprint")
+			return nil, errors.New("the hub CA in the enrolment response does not match the pinned fingerprint")
 		}
 		pool = x509.NewCertPool()
 		pool.AddCert(caCerts[0])
 	}
 	if _, err := parseCerts([]byte(r.DeviceCA)); err != nil {
-		return nil, fmt.Errorf("device CA in the enrolment answer: %w", err)
+		return nil, fmt.Errorf("device CA in the enrolment response: %w", err)
 	}
 	if !json.Valid(r.TUFRoot) {
-		return nil, errors.New("TUF root in the enrolment answer is not JSON")
+		return nil, errors.New("TUF root in the enrolment response is not JSON")
 	}
 	leaf, err := checkIssued(r.Certificate, key, pool, r.SiteID)
 	if err != nil {

@@ -106,7 +106,7 @@ func inspectionFrom(err error, serverName, addr, via string) *InspectionError {
 
 // refusalFrom reads a hub refusal from a non-200 response. It returns
 // nil when the response does not carry the hub's refusal header, which
-// means something other than the hub answered.
+// means something other than the hub responded.
 func refusalFrom(resp *http.Response) *RefusedError {
 	code := resp.Header.Get(rejectHeader)
 	if code == "" {
@@ -158,7 +158,7 @@ func sanitize(s string, n int) string {
 }
 
 // pathFailure reports whether a QUIC dial failed for want of a working
-// UDP path (no answer, unreachable), as opposed to an answer from the
+// UDP path (no response, unreachable), as opposed to a response from the
 // hub. Only a path failure sends the tunnel to TCP.
 func pathFailure(err error) bool {
 	var idle *quic.IdleTimeoutError

@@ -18,7 +18,7 @@ import (
 	"github.com/wardgate/wardgate/gateway/tunnel"
 )
 
-// fakeHub is an HTTP/3 server that says hello like the hub and then
+// fakeHub is an HTTP/3 server that responds to hello like the hub and then
 // writes the given lines on the control stream: a hub that misbehaves.
 type fakeHub struct {
 	addr string

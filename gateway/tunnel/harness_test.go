@@ -118,7 +118,7 @@ func (h *testHub) start() {
 	go func() { h.done <- srv.Run(ctx) }()
 }
 
-// shutdown stops the hub cleanly: gateways are told.
+// shutdown stops the hub cleanly, closing gateway connections with a close frame.
 func (h *testHub) shutdown() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -15,10 +15,10 @@ const (
 	StateConnected  = "connected"
 	StateBackoff    = "backoff"
 	// StateRefused: the hub refuses this gateway (revoked, expired,
-	// unknown); Status.Refusal says why.
+	// unknown). Status.Refusal gives the reason.
 	StateRefused = "refused"
 	// StateInspected: TLS inspection on the path breaks mutual TLS;
-	// Status.TLSInspection says where.
+	// Status.TLSInspection names where.
 	StateInspected = "tls_inspection"
 	StateStopped   = "stopped"
 )
@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 			Name: "wardgate_tunnel_tls_inspection", Help: "1 while TLS inspection breaks the tunnel: foreign_certificate or client_certificate_stripped.",
 		}, []string{"kind"}),
 		quicBlocked: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wardgate_tunnel_quic_blocked", Help: "1 while QUIC gets no answer and the tunnel uses TCP.",
+			Name: "wardgate_tunnel_quic_blocked", Help: "1 while QUIC gets no response and the tunnel uses TCP.",
 		}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wardgate_tunnel_quic_probes_total", Help: "QUIC probes made while on TCP, by result.",
@@ -157,14 +157,14 @@ type Status struct {
 	Via string `json:"via,omitempty"`
 	// Preference is the configured transport: auto, quic or tcp.
 	Preference string `json:"preference"`
-	// QUICBlockedSince is set while QUIC gets no answer.
+	// QUICBlockedSince is set while QUIC gets no response.
 	QUICBlockedSince time.Time `json:"quic_blocked_since,omitzero"`
 	RTTMillis        float64   `json:"rtt_ms,omitempty"`
 	Connections      int       `json:"connections"`
 	LastError        string    `json:"last_error,omitempty"`
 	// Refusal is the hub's reason for refusing this gateway.
 	Refusal string `json:"refusal,omitempty"`
-	// TLSInspection says where TLS inspection breaks the tunnel.
+	// TLSInspection describes where TLS inspection breaks the tunnel.
 	TLSInspection       string    `json:"tls_inspection,omitempty"`
 	Site                string    `json:"site,omitempty"`
 	CertificateNotAfter time.Time `json:"certificate_not_after,omitzero"`

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 )
 
-// maxProxyResponse bounds the proxy's answer to CONNECT.
+// maxProxyResponse bounds the proxy's response to CONNECT.
 const maxProxyResponse = 16 << 10
 
 // Proxy is an HTTP CONNECT proxy for the TCP transport.
@@ -140,7 +140,7 @@ func (p *Proxy) Dial(ctx context.Context, target string) (net.Conn, error) {
 	status, reason, err := readConnectResponse(br)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("reading proxy %s's answer to CONNECT: %w", p.Addr, err)
+		return nil, fmt.Errorf("reading proxy %s's response to CONNECT: %w", p.Addr, err)
 	}
 	if status != http.StatusOK {
 		conn.Close()
@@ -151,7 +151,7 @@ func (p *Proxy) Dial(ctx context.Context, target string) (net.Conn, error) {
 		// The client speaks first in TLS, so a proxy has nothing of the
 		// hub's to send yet; a proxy that did is not a CONNECT proxy.
 		conn.Close()
-		return nil, fmt.Errorf("proxy %s sent data after its CONNECT answer before the gateway spoke", p.Addr)
+		return nil, fmt.Errorf("proxy %s sent data after its CONNECT response, before the gateway sent anything", p.Addr)
 	}
 	return conn, nil
 }

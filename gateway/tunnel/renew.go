@@ -142,17 +142,17 @@ func (c *Client) renew(ctx context.Context) error {
 		if r := refusalFrom(resp); r != nil {
 			return r
 		}
-		return fmt.Errorf("renewal: hub answered %s", resp.Status)
+		return fmt.Errorf("renewal: hub responded %s", resp.Status)
 	}
 	var out struct {
 		Certificate string `json:"certificate"`
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxEnrolResponse))
 	if err != nil {
-		return fmt.Errorf("reading the renewal answer: %w", err)
+		return fmt.Errorf("reading the renewal response: %w", err)
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return fmt.Errorf("decoding the renewal answer: %w", err)
+		return fmt.Errorf("decoding the renewal response: %w", err)
 	}
 	leaf, err := checkIssued(out.Certificate, key, c.opts.TLS.RootCAs, site)
 	if err != nil {

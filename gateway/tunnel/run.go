@@ -16,7 +16,7 @@ import (
 // succeeded.
 var errSwitchToQUIC = errors.New("QUIC works again: moving the tunnel back to it")
 
-// helloInfo is what the hub said on the current connection's hello.
+// helloInfo is the hub's response to the current connection's hello.
 type helloInfo struct {
 	Site                string    `json:"site"`
 	CertificateNotAfter time.Time `json:"certificate_not_after"`
@@ -24,7 +24,7 @@ type helloInfo struct {
 }
 
 // Run keeps the tunnel connected until ctx ends or Close is called: it
-// dials, says hello, serves the control stream, re-probes QUIC while on
+// dials, sends hello, serves the control stream, re-probes QUIC while on
 // TCP, renews the certificate, and redials with backoff when the
 // connection ends.
 func (c *Client) Run(ctx context.Context) error {
@@ -76,7 +76,7 @@ func (c *Client) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		c.mu.Lock()
 		// A refusal or inspection stays the state while it is checked
-		// again; the state changes once the answer does.
+		// again. The state changes once the hub's response does.
 		if c.refusal == nil && c.inspection == nil {
 			c.setStateLocked(StateConnecting)
 		}
@@ -201,7 +201,7 @@ func (c *Client) transportOrder() []string {
 }
 
 // connect opens one connection and has the hub accept it. A QUIC attempt
-// that gets no answer falls through to TCP; any answer from the hub,
+// that gets no response falls through to TCP, and any response from the hub,
 // including a refusal, is final.
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	var errs []error
@@ -211,7 +211,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			errs = append(errs, err)
 			if t == TransportQUIC && c.opts.Transport == TransportAuto && pathFailure(err) && ctx.Err() == nil {
 				c.markQUIC(false)
-				c.log.Warn("QUIC gets no answer; trying TCP", "addr", c.opts.Addr, "err", err)
+				c.log.Warn("QUIC got no response; trying TCP", "addr", c.opts.Addr, "err", err)
 				continue
 			}
 			break
@@ -307,7 +307,7 @@ func (c *Client) publish(s *session) {
 	c.log.Info("tunnel connected", "transport", s.transport, "via", s.via, "connections", c.dials)
 }
 
-// sayHello asks the hub whether it accepts this gateway, before any other
+// sayHello checks that the hub accepts this gateway before any other
 // request uses the connection.
 func (c *Client) sayHello(ctx context.Context, s *session) error {
 	ctx, cancel := context.WithTimeout(ctx, helloTimeout)
@@ -332,7 +332,7 @@ func (c *Client) sayHello(ctx context.Context, s *session) error {
 		if r := refusalFrom(resp); r != nil {
 			return r
 		}
-		return fmt.Errorf("hello to the hub over %s: %s answered without a hub refusal code: something other than the hub answered", s.transport, resp.Status)
+		return fmt.Errorf("hello to the hub over %s: %s response without a hub refusal code: a proxy or another server responded instead of the hub", s.transport, resp.Status)
 	}
 	var h helloInfo
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<10)).Decode(&h); err != nil {
@@ -388,7 +388,7 @@ func (c *Client) serve(ctx context.Context, s *session) error {
 		case <-reprobe:
 			if err := c.probe(sctx); err != nil {
 				c.metrics.probes.WithLabelValues("failed").Inc()
-				c.log.Debug("QUIC still gets no answer; staying on TCP", "err", err)
+				c.log.Debug("QUIC probe got no response; staying on TCP", "err", err)
 				continue
 			}
 			c.metrics.probes.WithLabelValues("succeeded").Inc()

@@ -50,7 +50,7 @@ func writeReject(w http.ResponseWriter, rej *Reject) {
 // validity, so that an expired or not-yet-valid certificate of a real
 // site completes the handshake and gets a refusal that says so, instead
 // of a bare TLS alert. No certificate at all passes too: only enrolment
-// answers such a connection, and every other route refuses it by name.
+// serves such a connection, and every other route rejects it with a reason.
 func (s *Server) verifyClientCert(raw [][]byte, _ [][]*x509.Certificate) error {
 	if len(raw) == 0 {
 		return nil

@@ -37,7 +37,7 @@ type EnrolRequest struct {
 	CSR string `json:"csr"`
 }
 
-// EnrolResponse is the answer to a successful enrolment: everything the
+// EnrolResponse is the response to a successful enrolment: everything the
 // gateway stores besides its own key.
 type EnrolResponse struct {
 	SiteID string `json:"site_id"`
@@ -116,7 +116,7 @@ func decodeJSON(r *http.Request, v any) error {
 }
 
 // serveEnrol turns a token and a signing request into a site and its
-// certificate. A gateway that lost the answer may send the same token
+// certificate. A gateway that lost the response may send the same token
 // with the same key again and gets the same site back; any other reuse of
 // a token is refused.
 func (s *Server) serveEnrol(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +156,7 @@ func (s *Server) enrol(token string, csr *x509.CertificateRequest, now time.Time
 	var site Site
 	switch {
 	case errors.Is(err, ErrTokenUsed) && rec.UsedKey == kh && now.Before(rec.ExpiresAt):
-		// The same gateway again, with the same key: repeat the answer.
+		// The same gateway again, with the same key: repeat the response.
 		existing, ok := s.registry.Site(rec.UsedBy)
 		switch {
 		case !ok:

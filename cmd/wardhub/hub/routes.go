@@ -38,7 +38,7 @@ type Notice struct {
 	Target string `json:"target,omitempty"`
 }
 
-// Hello is the answer to GET /v1/hello, the first request a gateway
+// Hello is the response to GET /v1/hello, the first request a gateway
 // makes on every new connection: it proves that the hub accepts the
 // gateway before anything else rides the connection.
 type Hello struct {
@@ -215,7 +215,7 @@ func (s *Server) receiveInstallResult(w http.ResponseWriter, r *http.Request) {
 
 // serveControl holds the response open and writes one JSON line per
 // notice; a POST carries the gateway's heartbeats in its body. HTTP/3 does not let a server open a request stream, so the
-// gateway opens this one and the hub answers on it for as long as it
+// gateway opens this one and the hub responds on it for as long as it
 // lasts.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
@@ -225,7 +225,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost {
 		// The gateway's heartbeats: discarded; their packets are large
-		// enough that a restarted hub answers them with a stateless
+		// enough that a restarted hub responds to them with a stateless
 		// reset, which QUIC's own small keep-alives do not get.
 		go func() { _, _ = io.Copy(io.Discard, r.Body) }()
 	}
