@@ -14,8 +14,8 @@ import (
 	"github.com/wardgate/wardgate/gateway"
 )
 
-// cmdEnroll enrols the gateway with a hub: with a one-time token, the
-// gateway makes its key and has the hub sign it; with -bundle it imports
+// cmdEnroll enrols the gateway with a hub. With a one-time token the
+// gateway makes its key and has the hub sign it. With -bundle it imports
 // credentials that `wardhub enroll` generated.
 func cmdEnroll(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)

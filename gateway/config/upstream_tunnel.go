@@ -14,7 +14,7 @@ import (
 // TCP fallback and its proxy, QUIC re-probing, and the bandwidth cap.
 type Tunnel struct {
 	// Transport is "auto" (QUIC, falling back to HTTP/2 over TCP when
-	// UDP gets no answer), "quic" or "tcp".
+	// UDP gets no response), "quic" or "tcp".
 	Transport string `toml:"transport"`
 	// TCPHub is the hub's TCP address for HTTP/2; empty means the same
 	// host:port as upstream.hub.
@@ -63,7 +63,7 @@ func (t Tunnel) validate() error {
 		}
 	}
 	if t.ProxyUsername != "" && t.ProxyPasswordFile == "" {
-		return fmt.Errorf("tunnel.proxy_username %q is set but tunnel.proxy_password_file is not: name the file that holds the password", t.ProxyUsername)
+		return fmt.Errorf("tunnel.proxy_username %q is set but tunnel.proxy_password_file is not: set it to the file that contains the password", t.ProxyUsername)
 	}
 	if time.Duration(t.QUICReprobeInterval) < time.Second {
 		return fmt.Errorf("tunnel.quic_reprobe_interval %s is below 1s: raise it", time.Duration(t.QUICReprobeInterval))
@@ -87,7 +87,7 @@ func checkProxy(p string) error {
 	}
 	if u.User != nil {
 		if _, hasPassword := u.User.Password(); hasPassword {
-			return fmt.Errorf("tunnel.proxy %q holds a password: put the user in tunnel.proxy_username and the password in the file tunnel.proxy_password_file names", redactProxy(p))
+			return fmt.Errorf("tunnel.proxy %q contains a password: put the user in tunnel.proxy_username and the password in the file tunnel.proxy_password_file names", redactProxy(p))
 		}
 	}
 	return nil

@@ -58,7 +58,7 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("the hub refuses this gateway (%s): %s", e.Code, e.Detail)
 }
 
-// InspectionError says that TLS inspection on the path breaks the
+// InspectionError reports that TLS inspection on the path breaks the
 // tunnel's mutual TLS.
 type InspectionError struct {
 	// Kind is "foreign_certificate" (the far end presented a certificate

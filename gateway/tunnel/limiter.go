@@ -42,9 +42,9 @@ func (p Priority) String() string {
 const maxChunk = 64 << 10
 
 // Limiter is a token bucket shared by every request and response body of
-// the tunnel. Waiters are served strictly by priority and first come
-// first served within one, so an update fetch overtakes telemetry that
-// is waiting; telemetry gets the bandwidth that fetches leave.
+// the tunnel. Waiters are served strictly by priority, and in arrival
+// order within one priority, so an update fetch overtakes telemetry that
+// is waiting. Telemetry gets the bandwidth that fetches leave.
 type Limiter struct {
 	rate  float64 // bytes per second; 0 means no limit
 	burst float64

@@ -255,8 +255,8 @@ func (l *tcpLink) Close(string) {
 	_ = l.conn.Close()
 }
 
-// watchedConn is a net.Conn that says when it is closed and remembers
-// the first read or write error, which is why the connection ended.
+// watchedConn is a net.Conn that signals when it is closed and keeps
+// the first read or write error as the reason the connection ended.
 type watchedConn struct {
 	net.Conn
 	done     chan struct{}

@@ -112,7 +112,7 @@ func (e *ProxyError) Error() string {
 	return fmt.Sprintf("proxy %s refused CONNECT to %s: %d %s", e.Proxy, e.Target, e.Status, e.Reason)
 }
 
-// Dial opens a TCP connection to the proxy and asks it to CONNECT to
+// Dial opens a TCP connection to the proxy and sends it a CONNECT to
 // target. The returned connection carries the tunnel's bytes to target.
 func (p *Proxy) Dial(ctx context.Context, target string) (net.Conn, error) {
 	var d net.Dialer
@@ -149,7 +149,8 @@ func (p *Proxy) Dial(ctx context.Context, target string) (net.Conn, error) {
 	_ = conn.SetDeadline(time.Time{})
 	if br.Buffered() > 0 {
 		// The client speaks first in TLS, so a proxy has nothing of the
-		// hub's to send yet; a proxy that did is not a CONNECT proxy.
+		// hub's to send yet. A proxy that sent something is not a CONNECT
+		// proxy.
 		conn.Close()
 		return nil, fmt.Errorf("proxy %s sent data after its CONNECT response, before the gateway sent anything", p.Addr)
 	}

@@ -91,7 +91,7 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// Renew asks the hub for a new certificate for a new key over the open
+// Renew requests from the hub a new certificate for a new key over the open
 // connection, saves it with SaveCertificate, and presents it from the
 // next connection on.
 func (c *Client) Renew(ctx context.Context) error {

@@ -42,9 +42,10 @@ const (
 // Defaults of Options. With a keep-alive every 3 s and a 10 s idle
 // timeout a dead hub or path is noticed within about 10 s; HTTP/2 pings
 // after 3 s of silence and gives up 5 s later. Redials wait a uniformly
-// random delay up to a ceiling that doubles from 100 ms to 2 s: a failed
-// attempt costs a few packets, the jitter spreads gateways apart after a
-// hub restart, and the tunnel is back within a few seconds of the path.
+// random delay up to a ceiling that doubles from 100 ms to 2 s. The cap
+// is low because a failed attempt costs only a few packets, and the
+// jitter still spreads gateways apart after a hub restart. So the tunnel
+// is back within a few seconds of the path.
 const (
 	DefaultKeepAlivePeriod = 3 * time.Second
 	DefaultMaxIdleTimeout  = 10 * time.Second

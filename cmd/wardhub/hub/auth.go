@@ -48,7 +48,7 @@ func writeReject(w http.ResponseWriter, rej *Reject) {
 // verifyClientCert checks that a presented client certificate chains to
 // the gateway CA. It checks the chain at a time inside the certificate's
 // validity, so that an expired or not-yet-valid certificate of a real
-// site completes the handshake and gets a refusal that says so, instead
+// site completes the handshake and gets a refusal that names the reason, instead
 // of a bare TLS alert. No certificate at all passes too: only enrolment
 // serves such a connection, and every other route rejects it with a reason.
 func (s *Server) verifyClientCert(raw [][]byte, _ [][]*x509.Certificate) error {
@@ -136,7 +136,7 @@ func (s *Server) guard(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// errorReject turns an enrolment error into the refusal a gateway sees.
+// errorReject turns an enrolment error into the refusal sent to the gateway.
 func errorReject(err error) *Reject {
 	switch {
 	case errors.Is(err, ErrTokenUnknown):

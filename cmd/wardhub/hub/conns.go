@@ -34,7 +34,7 @@ type trackedConn struct {
 	close     func(code, detail string)
 }
 
-// connTracker knows every open gateway connection. A site has one
+// connTracker records every open gateway connection. A site has one
 // connection at a time: when a site connects again while an older
 // connection is still open here, the older one is closed. A gateway
 // only does that after it lost the older connection in a way the hub
@@ -62,8 +62,8 @@ func newConnTracker() *connTracker {
 }
 
 // add records c and returns the older connections of the same site that
-// it supersedes; they are forgotten here and the caller closes them.
-// active says whether c's site may use the hub; a refused connection
+// it supersedes. They are removed here and the caller closes them. active
+// reports whether c's site may use the hub, because a refused connection
 // supersedes nothing.
 func (t *connTracker) add(c *trackedConn, active bool) (superseded []*trackedConn) {
 	t.mu.Lock()
@@ -202,7 +202,7 @@ func (s *Server) enforce(ctx context.Context) {
 	}
 }
 
-// countingListener records each accepted QUIC connection and forgets it
+// countingListener records each accepted QUIC connection and removes it
 // when the connection ends. quic.Listener returns connections after the
 // handshake, so the peer certificate is known.
 type countingListener struct {

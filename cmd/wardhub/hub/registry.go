@@ -37,8 +37,8 @@ const (
 // siteIDPattern is the form of every site id the hub issues.
 var siteIDPattern = regexp.MustCompile(`^site-[0-9a-f]{32}$`)
 
-// Errors of token consumption. Each names the reason the enrolling
-// gateway is told.
+// Errors of token consumption. Each names the reason sent to the
+// enrolling gateway.
 var (
 	ErrTokenUnknown = errors.New("enrolment token unknown")
 	ErrTokenUsed    = errors.New("enrolment token already used")
@@ -147,9 +147,9 @@ func (r *Registry) Sites() []Site {
 	return out
 }
 
-// Reload rereads the site files when another process changed them. The
-// folder's modification time tells; a full reread happens at least every
-// 30 seconds in case a clock step hid a change.
+// Reload rereads the site files when another process changed them, as
+// the folder's modification time shows. A full reread happens at least
+// every 30 seconds in case a clock step hid a change.
 func (r *Registry) Reload() error { return r.reload(false) }
 
 func (r *Registry) reload(force bool) error {
