@@ -65,4 +65,3 @@ func cmdEnroll(args []string, stdout io.Writer) error {
 	}
 	return nil
 }
-

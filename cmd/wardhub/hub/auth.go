@@ -48,9 +48,10 @@ func writeReject(w http.ResponseWriter, rej *Reject) {
 // verifyClientCert checks that a presented client certificate chains to
 // the gateway CA. It checks the chain at a time inside the certificate's
 // validity, so that an expired or not-yet-valid certificate of a real
-// site completes the handshake and gets a refusal that names the reason, instead
-// of a bare TLS alert. No certificate at all passes too: only enrolment
-// serves such a connection, and every other route rejects it with a reason.
+// site completes the handshake and gets a refusal that names the reason
+// instead of a bare TLS alert. No certificate at all passes too: only
+// enrolment serves such a connection, and every other route rejects it
+// with a reason.
 func (s *Server) verifyClientCert(raw [][]byte, _ [][]*x509.Certificate) error {
 	if len(raw) == 0 {
 		return nil
