@@ -192,8 +192,20 @@ func (b *bench) restartGateway() error {
 	return b.startGateway()
 }
 
+// stop ends every process. nginx gets SIGTERM, on which its master stops
+// the workers; SIGKILL would leave them running with the bench files open.
 func (b *bench) stop() {
 	for _, p := range b.procs {
+		if p == b.ngStatic.cmd {
+			_ = p.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _, _ = p.Process.Wait(); close(done) }()
+			select {
+			case <-done:
+				continue
+			case <-time.After(10 * time.Second):
+			}
+		}
 		_ = p.Process.Kill()
 		_, _ = p.Process.Wait()
 	}
