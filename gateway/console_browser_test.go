@@ -249,6 +249,37 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot.take(ctx, "exposure")
 
+	// The browser itself is refused a form without its CSRF token, and a
+	// viewer is refused the approve form even with one.
+	post := func(ctx context.Context, withCSRF bool) int {
+		t.Helper()
+		js := fmt.Sprintf(`(async () => {
+			const body = new URLSearchParams({target: %q});
+			if (%t) { body.set("csrf", document.querySelector('input[name="csrf"]').value); }
+			const r = await fetch("/console/releases/approve", {method: "POST", body, redirect: "manual"});
+			return r.status;
+		})()`, monitorTarget, withCSRF)
+		code, err := chromedp.Run(ctx, chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("posting the approve form from the page: %v", err)
+		}
+		return code
+	}
+	if code := post(ctx, false); code != 403 {
+		t.Errorf("approve form without its CSRF token: %d, want 403", code)
+	}
+	viewer := newToken(t, e.gw, "Vera Viewer", gateway.RoleViewer)
+	run(t, ctx, "logging out", chromedp.Click(chromedp.CSS("form.who button")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	run(t, ctx, "logging in as a viewer", chromedp.Navigate(base+"/console/releases"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), viewer), chromedp.Click(chromedp.CSS("#login")), chromedp.WaitVisible(chromedp.CSS(".release")))
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("button.approve").length`)); n != 0 {
+		t.Errorf("a viewer sees %d approve buttons, want none", n)
+	}
+	if code := post(ctx, true); code != 403 {
+		t.Errorf("approve form posted by a viewer: %d, want 403", code)
+	}
+	shot.take(ctx, "viewer-releases")
+
 	run(t, ctx, "opening audit", chromedp.Navigate(base+"/console/audit?action=approval"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
 	if a := text(t, ctx, "table.audit"); !strings.Contains(a, "approval.grant") || !strings.Contains(a, "token:"+strings.Split(approver, "_")[1]) {
 		t.Errorf("audit page lacks the approval by the approver's token:\n%s", a)
