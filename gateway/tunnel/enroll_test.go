@@ -199,8 +199,8 @@ func TestRenewalKeepsTheTunnel(t *testing.T) {
 	h := newTestHub(t, func(o *hub.Options) { o.CertLifetime = time.Hour })
 	h.start()
 	// A bundle certificate that is already due for renewal and expires
-	// in 8 seconds.
-	conf, site := h.credentials(8 * time.Second)
+	// in 4 seconds.
+	conf, site := h.credentials(4 * time.Second)
 	oldSerial := conf.Certificates[0].Leaf.SerialNumber
 	var mu sync.Mutex
 	var saved []tls.Certificate

@@ -81,12 +81,16 @@ func (c *Client) Run(ctx context.Context) error {
 			c.setStateLocked(StateConnecting)
 		}
 		c.mu.Unlock()
+		started := time.Now()
 		s, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			delay := c.afterFailure(err, &failures, &refusals)
+			// The delay runs from the start of the attempt: a dial that
+			// timed out has already waited, so the next one is not held
+			// back further and a path that recovers is found sooner.
+			delay := c.afterFailure(err, &failures, &refusals) - time.Since(started)
 			if !sleep(ctx, delay) {
 				break
 			}

@@ -221,13 +221,16 @@ func TestUDPBlackhole(t *testing.T) {
 	t.Parallel()
 	h := newTestHub(t, nil)
 	h.start()
-	c, relay, site := relayClient(t, h, nil)
+	// Shorter liveness than the defaults keeps the test short; the
+	// half-open test runs with the defaults.
+	c, relay, site := relayClient(t, h, func(o *tunnel.Options) {
+		o.KeepAlivePeriod, o.MaxIdleTimeout = time.Second, 4*time.Second
+	})
 	waitFor(t, 10*time.Second, "the tunnel to connect", c.Connected)
 	up := startUploader(c, "blackhole", 3*time.Second, 0)
 	time.Sleep(300 * time.Millisecond)
 	relay.Block(true, true)
-	// Keep-alives every 3 s and a 10 s idle timeout notice the dead path.
-	noticed := waitFor(t, 15*time.Second, "the tunnel to notice the dead path", func() bool { return !c.Connected() })
+	noticed := waitFor(t, 8*time.Second, "the tunnel to notice the dead path", func() bool { return !c.Connected() })
 	t.Logf("dead path noticed after %s", noticed)
 	time.Sleep(2 * time.Second)
 	relay.Block(false, false)
