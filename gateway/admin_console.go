@@ -135,12 +135,15 @@ func (g *Gateway) auditPage(ctx context.Context, q console.AuditQuery) (console.
 // console.
 func (g *Gateway) verifyAudit(ctx context.Context) (int, error) {
 	n, err := g.audit.Verify(ctx)
-	msg := fmt.Sprintf("chain verified %s: %d records intact", time.Now().Format("2006-01-02 15:04"), n)
+	msg, ok := fmt.Sprintf("chain verified %s: %d records intact", time.Now().Format("2006-01-02 15:04"), n), 1.0
 	if err != nil {
-		msg = "chain verification FAILED: " + err.Error()
+		msg, ok = "chain verification FAILED: "+err.Error(), 0
+	}
+	if ctx.Err() != nil {
+		return n, err
 	}
 	g.admin.mu.Lock()
-	g.admin.lastVerify = msg
+	g.admin.lastVerify, g.admin.chainOK = msg, ok
 	g.admin.mu.Unlock()
 	return n, err
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wardgate/wardgate/gateway/audit"
 	"github.com/wardgate/wardgate/gateway/config"
 	"github.com/wardgate/wardgate/gateway/console"
@@ -27,6 +29,9 @@ type adminState struct {
 	mu         sync.Mutex
 	exposure   ExposureSource
 	lastVerify string
+	// chainOK is 1 after a verification that passed, 0 after one that
+	// failed and -1 before the first.
+	chainOK float64
 }
 
 // ExposureSource answers exposure questions for the console and the
@@ -58,9 +63,19 @@ func newPolicyEvaluator(cfg config.Config) (*policy.Evaluator, error) {
 
 // setupAdmin is called at the end of New, after the listeners are bound.
 func (g *Gateway) setupAdmin() error {
-	a := &adminState{tokens: OpenTokens(g.db)}
+	a := &adminState{tokens: OpenTokens(g.db), chainOK: -1}
 	g.admin = a
 	if err := g.audit.Register(g.reg); err != nil {
+		return fmt.Errorf("registering audit metrics: %w", err)
+	}
+	intact := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wardgate_audit_chain_intact",
+		Help: "1 when the last audit chain verification passed, 0 when it found a broken record, -1 before the first (at start, then daily)."},
+		func() float64 {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.chainOK
+		})
+	if err := g.reg.Register(intact); err != nil {
 		return fmt.Errorf("registering audit metrics: %w", err)
 	}
 	var err error
@@ -147,9 +162,32 @@ func (g *Gateway) runAdmin(ctx context.Context) {
 		defer wg.Done()
 		a.rollouts.run(ctx, 15*time.Second)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.verifyLoop(ctx)
+	}()
 	wg.Wait()
 	if a.syslog != nil {
 		_ = a.syslog.Close()
+	}
+}
+
+// verifyLoop verifies the audit chain shortly after start and then once a
+// day, logging and alerting on a broken record.
+func (g *Gateway) verifyLoop(ctx context.Context) {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := g.verifyAudit(ctx); err != nil && ctx.Err() == nil {
+			g.log.Error("audit chain verification failed", "good_entries", n, "err", err)
+		}
+		t.Reset(24 * time.Hour)
 	}
 }
 

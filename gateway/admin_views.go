@@ -112,6 +112,11 @@ func (g *Gateway) overview(ctx context.Context) (console.Overview, error) {
 			o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "Rollout " + r.Rollout.ID + " of " + r.Rollout.Target + " is halted: " + r.Rollout.Reason})
 		}
 	}
+	g.admin.mu.Lock()
+	if g.admin.chainOK == 0 {
+		o.Alerts = append(o.Alerts, console.Alert{Level: "critical", Message: "The audit trail does not verify: " + g.admin.lastVerify})
+	}
+	g.admin.mu.Unlock()
 	if f := g.admin.syslog; f != nil {
 		lag := o.AuditHead - min(f.Delivered(), o.AuditHead)
 		state := "connected"
