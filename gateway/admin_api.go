@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/gateway/audit"
@@ -59,7 +61,10 @@ func (g *Gateway) api(need Role, fn func(http.ResponseWriter, *http.Request, Tok
 		}
 		info, err := g.admin.tokens.Verify(r.Context(), tok)
 		if err != nil {
-			g.recordAudit(r.Context(), audit.Record{Actor: "anonymous", Action: "admin.auth_failed", Subject: "api", Details: map[string]string{"remote": r.RemoteAddr, "path": r.URL.Path, "error": err.Error()}})
+			if ok, skipped := g.admin.fails.allow(r.RemoteAddr, time.Now()); ok {
+				g.recordAudit(r.Context(), audit.Record{Actor: "anonymous", Action: "admin.auth_failed", Subject: "api", Details: map[string]string{
+					"remote": r.RemoteAddr, "path": r.URL.Path, "error": err.Error(), "unrecorded_before": strconv.Itoa(skipped)}})
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wardgate", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "%v", err)
 			return
@@ -73,6 +78,41 @@ func (g *Gateway) api(need Role, fn func(http.ResponseWriter, *http.Request, Tok
 }
 
 func actorOf(t TokenInfo) string { return "token:" + t.ID }
+
+// failLimiter bounds the audit records of failed authentications, so a
+// client that retries a bad token cannot flood the chain. It allows one
+// record per client address a minute and counts the ones it held back.
+type failLimiter struct {
+	mu   sync.Mutex
+	last map[string]failState
+}
+
+type failState struct {
+	at      time.Time
+	skipped int
+}
+
+// allow reports whether to record a failure from remote ("host:port"),
+// and how many failures from that host went unrecorded before it.
+func (l *failLimiter) allow(remote string, now time.Time) (bool, int) {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil || len(l.last) > 4096 {
+		l.last = map[string]failState{}
+	}
+	st, seen := l.last[host]
+	if seen && now.Sub(st.at) < time.Minute {
+		st.skipped++
+		l.last[host] = st
+		return false, 0
+	}
+	l.last[host] = failState{at: now}
+	return true, st.skipped
+}
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))

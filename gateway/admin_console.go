@@ -24,6 +24,13 @@ func (b consoleBackend) Authenticate(ctx context.Context, token string) (console
 }
 
 func (b consoleBackend) AuditLogin(ctx context.Context, action string, a console.Actor, remote, detail string) {
+	if action == "admin.login_failed" {
+		ok, skipped := b.g.admin.fails.allow(remote, time.Now())
+		if !ok {
+			return
+		}
+		detail += fmt.Sprintf(" (%d failures from this address unrecorded before)", skipped)
+	}
 	actor := "anonymous"
 	if a.TokenID != "" {
 		actor = a.AuditName()
@@ -53,6 +60,15 @@ func (b consoleBackend) Device(ctx context.Context, m, s string) (console.Device
 
 func (b consoleBackend) Releases(ctx context.Context) ([]console.Release, error) {
 	return b.g.releaseViews(ctx)
+}
+
+func (b consoleBackend) Rollouts(ctx context.Context) ([]console.Rollout, error) {
+	_, recs := b.g.admin.rollouts.snapshot()
+	out := make([]console.Rollout, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, rolloutView(r))
+	}
+	return out, nil
 }
 
 func (b consoleBackend) Approve(ctx context.Context, a console.Actor, target, group string) error {

@@ -29,6 +29,8 @@ type adminState struct {
 	mu         sync.Mutex
 	exposure   ExposureSource
 	lastVerify string
+	fails      failLimiter
+
 	// chainOK is 1 after a verification that passed, 0 after one that
 	// failed and -1 before the first.
 	chainOK float64

@@ -125,20 +125,19 @@ type waveSegments struct {
 }
 
 func (s *Server) progress(w http.ResponseWriter, r *http.Request, sess *session) {
-	rel, err := s.b.Releases(r.Context())
+	rollouts, err := s.b.Rollouts(r.Context())
 	if err != nil {
+		s.log.Error("reading rollout progress failed", "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	var out []progressJSON
-	for _, re := range rel {
-		for _, ro := range re.Rollouts {
-			p := progressJSON{ID: ro.ID, State: ro.State, Paused: ro.Paused}
-			for _, wv := range ro.WaveProgress {
-				p.Waves = append(p.Waves, waveSegments{Segments: segments(wv), Label: waveLabel(wv), Open: wv.Open})
-			}
-			out = append(out, p)
+	out := []progressJSON{}
+	for _, ro := range rollouts {
+		p := progressJSON{ID: ro.ID, State: ro.State, Paused: ro.Paused}
+		for _, wv := range ro.WaveProgress {
+			p.Waves = append(p.Waves, waveSegments{Segments: segments(wv), Label: waveLabel(wv), Open: wv.Open})
 		}
+		out = append(out, p)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)

@@ -82,6 +82,9 @@ type Backend interface {
 	Devices(ctx context.Context, f DeviceFilter) (DeviceList, error)
 	Device(ctx context.Context, manufacturer, serial string) (DeviceDetail, error)
 	Releases(ctx context.Context) ([]Release, error)
+	// Rollouts returns every rollout's progress, without the per-device
+	// decisions that Releases makes, for the page's frequent refresh.
+	Rollouts(ctx context.Context) ([]Rollout, error)
 	Approve(ctx context.Context, a Actor, target, group string) error
 	// RolloutAction applies "pause", "resume" or "cancel" to a rollout.
 	RolloutAction(ctx context.Context, a Actor, id, action, note string) error
