@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -83,8 +84,20 @@ func (f *adminFlags) client(cfg config.Config) (*adminClient, error) {
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if *f.insecure {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by -insecure
+	switch {
+	case *f.insecure:
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // requested with -insecure
+	case scheme == "https" && cfg.Admin.TLSCert != "":
+		// The appliance's own certificate is trusted next to the system
+		// roots, so a self-signed admin certificate works on the box.
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(config.Path(cfg.DataDir, cfg.Admin.TLSCert)); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &adminClient{base: scheme + "://" + addr, token: tok, http: &http.Client{Transport: tr}}, nil
 }
