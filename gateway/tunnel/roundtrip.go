@@ -84,6 +84,9 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.log.Info("retrying request after the connection was lost", "method", req.Method, "path", req.URL.Path, "attempt", attempt+1, "idempotency_key", req.Header.Get("Idempotency-Key"))
 		}
 		if !s.begin() {
+			// The connection started draining after wait chose it; the
+			// next wait skips it. That is no attempt.
+			attempt--
 			continue
 		}
 		if r.Body != nil && r.Body != http.NoBody {
