@@ -33,6 +33,7 @@ type fleetExposure struct {
 	mu        sync.Mutex
 	indexed   map[string]string // release target -> SBOM sha256
 	advisorys map[string]bool   // advisory target sha256 already added
+	tried     map[string]time.Time // SBOM path -> last fetch attempt that failed
 }
 
 func newFleetExposure(g *Gateway) (*fleetExposure, error) {
@@ -47,7 +48,7 @@ func newFleetExposure(g *Gateway) (*fleetExposure, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fleetExposure{g: g, adv: adv, idx: idx, ev: exposure.NewEvaluator(idx, adv), indexed: map[string]string{}, advisorys: map[string]bool{}}, nil
+	return &fleetExposure{g: g, adv: adv, idx: idx, ev: exposure.NewEvaluator(idx, adv), indexed: map[string]string{}, advisorys: map[string]bool{}, tried: map[string]time.Time{}}, nil
 }
 
 // Advisories returns the gateway's advisory store, for imports.
@@ -82,11 +83,17 @@ func (f *fleetExposure) refresh(ctx context.Context) error {
 			}
 			data, ok := f.readTarget(sb)
 			if !ok {
-				// SBOMs are small: pull one that is not cached yet.
-				pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				// SBOMs are small: pull one that is not cached yet, but
+				// retry a failed pull only every few minutes, so pages do
+				// not wait on a hub that is down.
+				if time.Since(f.tried[sb.Path]) < 5*time.Minute {
+					continue
+				}
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				err := f.g.mirror.Prefetch(pctx, sb.Path)
 				cancel()
 				if err != nil {
+					f.tried[sb.Path] = time.Now()
 					f.g.log.Debug("SBOM not cached and not fetched", "sbom", sb.Path, "err", err)
 					continue
 				}
