@@ -31,8 +31,8 @@ type fleetExposure struct {
 	ev  *exposure.Evaluator
 
 	mu        sync.Mutex
-	indexed   map[string]string // release target -> SBOM sha256
-	advisorys map[string]bool   // advisory target sha256 already added
+	indexed   map[string]string    // release target -> SBOM sha256
+	advisorys map[string]bool      // advisory target sha256 already added
 	tried     map[string]time.Time // SBOM path -> last fetch attempt that failed
 }
 
