@@ -248,3 +248,69 @@ func TestUpstreamFillsResumeAndNeverCacheABadBody(t *testing.T) {
 		})
 	}
 }
+
+// TestLastByteWaitsForVerification: a device following a fill has read
+// every byte but the last when the upstream sends a wrong last byte. The
+// device must get an aborted response, never the whole body with a clean
+// end, although the gateway streamed everything before it.
+func TestLastByteWaitsForVerification(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	evil := bytes.Clone(img)
+	evil[len(evil)-1] ^= 0xff
+	// The upstream sends every byte, the wrong last one included, and then
+	// keeps the response open, so the fill holds all bytes but cannot
+	// check them until end closes.
+	end := make(chan struct{})
+	up.hook(targetName("pump/pump.img", img), func(w http.ResponseWriter, r *http.Request) {
+		// Chunked, without Content-Length, so the body's end is the
+		// terminating chunk that end releases.
+		_, _ = w.Write(evil)
+		w.(http.Flusher).Flush()
+		select {
+		case <-end:
+		case <-r.Context().Done():
+		}
+	})
+	resp, err := http.Get(g.blobURL(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, len(img)-1)
+	if _, err := io.ReadFull(resp.Body, head); err != nil || !bytes.Equal(head, img[:len(img)-1]) {
+		t.Fatalf("reading all but the last byte while the fill runs: %v", err)
+	}
+	waitFillHolds(t, g, sha256hex(img), len(img))
+	type result struct {
+		rest []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		rest, err := io.ReadAll(resp.Body)
+		got <- result{rest, err}
+	}()
+	// The fill cannot be checked before end closes, so nothing may arrive
+	// in this window; the window's length only bounds how long the test
+	// looks.
+	select {
+	case res := <-got:
+		t.Fatalf("device received %d more bytes (err %v) before the fill was checked, want it held back", len(res.rest), res.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(end)
+	res := <-got
+	rest, err := res.rest, res.err
+	if err == nil {
+		t.Fatalf("download ended cleanly with %d more bytes after a wrong last byte, want an aborted response", len(rest))
+	}
+	if len(rest) != 0 {
+		t.Errorf("device received %d bytes past the verified part, want none", len(rest))
+	}
+	if g.blobs.Has(sha256hex(img)) {
+		t.Errorf("the tampered blob was cached")
+	}
+}

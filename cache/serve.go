@@ -123,41 +123,84 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		return
 	}
 	m.metrics.followers.Inc()
-	rd := &trackedReader{r: fill.NewReaderContext(r.Context())}
-	defer rd.r.Close()
-	http.ServeContent(w, r, "", time.Time{}, rd)
-	if err := rd.failure(); err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
+	body := &fillBody{r: fill.NewReaderContext(r.Context()), fill: fill, ctx: r.Context(), size: t.Length}
+	defer body.r.Close()
+	http.ServeContent(w, r, "", time.Time{}, body)
+	if err := body.failure(); err != nil && !errors.Is(err, context.Canceled) && r.Context().Err() == nil {
 		m.log.Warn("aborting a device download: the upstream fetch it followed failed", "target", t.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// trackedReader remembers the first read error of a fill reader, which
-// http.ServeContent drops, so the handler can abort the response.
-type trackedReader struct {
-	r   *blob.Reader
+// fillBody is what http.ServeContent reads while a fill runs. It holds
+// back the blob's last byte until the fill has committed: ServeContent
+// stops after Content-Length bytes and never reads to the end, so without
+// this a device could receive every byte of a body that then fails its
+// hash, and a clean end. It also remembers the first read error, which
+// ServeContent drops, so the handler can abort the response.
+//
+// NOTE: a device that assembles a blob from several range requests may
+// take earlier ranges from a fill that later fails; only the range with
+// the last byte waits for verification, so such a device must check the
+// whole blob's hash itself (TUF clients do).
+type fillBody struct {
+	r    *blob.Reader
+	fill *blob.Fill
+	ctx  context.Context
+	size int64
+	pos  int64
+
 	mu  sync.Mutex
 	err error
 }
 
-func (t *trackedReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.mu.Lock()
-		if t.err == nil {
-			t.err = err
+func (b *fillBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	last := b.size - 1
+	switch {
+	case b.pos >= last:
+		select {
+		case <-b.fill.Done():
+		case <-b.ctx.Done():
+			return 0, b.record(b.ctx.Err())
 		}
-		t.mu.Unlock()
+		if err := b.fill.Err(); err != nil {
+			return 0, b.record(err)
+		}
+	case b.pos+int64(len(p)) > last:
+		p = p[:last-b.pos]
+	}
+	n, err := b.r.Read(p)
+	b.pos += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.record(err)
 	}
 	return n, err
 }
 
-func (t *trackedReader) Seek(off int64, whence int) (int64, error) { return t.r.Seek(off, whence) }
+func (b *fillBody) Seek(off int64, whence int) (int64, error) {
+	pos, err := b.r.Seek(off, whence)
+	if err == nil {
+		b.pos = pos
+	}
+	return pos, err
+}
 
-func (t *trackedReader) failure() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
+func (b *fillBody) record(err error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+	return err
+}
+
+func (b *fillBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func setBlobHeaders(w http.ResponseWriter, sha256hex string) {
