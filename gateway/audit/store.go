@@ -273,9 +273,12 @@ func (s *Store) Verify(ctx context.Context) (int, error) {
 				broken = &BrokenError{Seq: pos, Problem: "it is unreadable: " + err.Error()}
 				return nil
 			}
+			if ok && pos <= anchor.Seq {
+				// Left over from a prune that stopped part-way: the chain
+				// starts after the anchor, and the next prune removes it.
+				continue
+			}
 			switch {
-			case pos < want:
-				broken = &BrokenError{Seq: pos, Entry: &e, Problem: fmt.Sprintf("it lies before the start of the chain at entry %d", want)}
 			case e.Seq != pos:
 				broken = &BrokenError{Seq: pos, Entry: &e, Problem: fmt.Sprintf("it is entry %d stored in place of entry %d (entries reordered)", e.Seq, pos)}
 			case pos > want:

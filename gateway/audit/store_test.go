@@ -361,3 +361,51 @@ func openDBF(f *testing.F, dir string) *badger.DB {
 	}
 	return db
 }
+
+func TestPruneInterruptedStillVerifies(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	dir := newChain(t, 10, base)
+	db := openDB(t, dir)
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// A prune of entries 1 to 6 that stopped after its first batch: the
+	// anchor is set and entries 4 to 6 are still there.
+	var e6 Entry
+	_ = db.View(func(txn *badger.Txn) error { e6 = readEntry(t, txn, 6); return nil })
+	anchor, _ := json.Marshal(Link{Seq: 6, Hash: e6.Hash})
+	err = db.Update(func(txn *badger.Txn) error {
+		for _, k := range []uint64{1, 2, 3} {
+			if err := txn.Delete(seqKey(k)); err != nil {
+				return err
+			}
+		}
+		return txn.Set([]byte(anchorKey), anchor)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Verify(ctx); err != nil || n != 4 {
+		t.Fatalf("Verify after an interrupted prune = %d, %v; want 4 entries and no error", n, err)
+	}
+	res, err := s.Prune(ctx, base, NoLimit)
+	if err != nil || res.Removed != 0 {
+		t.Fatalf("Prune = %+v, %v; want nothing counted as removed", res, err)
+	}
+	left := 0
+	_ = s.Scan(ctx, func(e Entry) bool {
+		if e.Seq <= 6 {
+			left++
+		}
+		return true
+	})
+	if left != 0 {
+		t.Errorf("%d entries up to the anchor are left after the next prune, want 0", left)
+	}
+	if n, err := s.Verify(ctx); err != nil || n != 4 {
+		t.Errorf("Verify after cleanup = %d, %v; want 4 and no error", n, err)
+	}
+}
