@@ -80,10 +80,10 @@ func measure(b *testing.B, transfer func() (int64, error)) {
 	b.ReportMetric(float64(total)/cpu.Seconds()/1e6, "MB/cpu-s")
 }
 
-// BenchmarkBulkTransfer moves 64 MiB over loopback through the tunnel
-// (the real hub serving a target file, over HTTP/3 and over HTTP/2),
-// through a bare quic-go stream, and through TLS over TCP, each served
-// from the same file in 256 KiB writes, as the hub writes.
+// BenchmarkBulkTransfer moves 64 MiB over loopback four ways. Through the
+// tunnel, the real hub serves a target file over HTTP/3 or over HTTP/2.
+// The baselines are a bare quic-go stream and TLS over TCP. Every server
+// copies the same file in 256 KiB writes, as the hub does.
 func BenchmarkBulkTransfer(b *testing.B) {
 	h := newTestHub(b, nil)
 	h.addTarget("bulk.bin", bulkSize)
@@ -249,7 +249,7 @@ const overheadRounds = 8
 
 // BenchmarkTunnelOverhead alternates 64 MiB transfers through the tunnel
 // over QUIC and through a bare quic-go stream, so that both see the same
-// machine load, and reports the tunnel's overhead: in CPU per byte (the
+// machine load. It reports the tunnel's overhead in CPU per byte (the
 // whole process's CPU time, both ends) and in median throughput.
 func BenchmarkTunnelOverhead(b *testing.B) {
 	h := newTestHub(b, nil)

@@ -1,12 +1,13 @@
 // Package tunnel is the gateway's one upstream connection to the hub.
-// It owns the choice of transport (QUIC with HTTP/3, or HTTP/2 on TLS
+// It owns the choice of transport: QUIC with HTTP/3, or HTTP/2 on TLS
 // over TCP, directly or through an HTTP CONNECT proxy, for networks that
-// block UDP), the liveness settings, redialling with capped full-jitter
-// backoff, periodic re-probing of QUIC while on TCP, the control stream
-// on which the hub pushes notices, retries of idempotent requests that a
-// lost connection interrupted, a priority-aware bandwidth cap, renewal of
-// the gateway certificate, the detection of hub refusals and of TLS
-// inspection, and the metrics and status that show all of it.
+// block UDP. It also owns the liveness settings, redialling with capped
+// full-jitter backoff, re-probing QUIC while on TCP, and the control
+// stream on which the hub pushes notices. Requests that a lost connection
+// interrupted are retried when they carry an idempotency key. Bodies are
+// held to a priority-aware bandwidth cap. The package renews the gateway
+// certificate, detects hub refusals and TLS inspection, and exposes all
+// of it in metrics and a status.
 //
 // The tunnel never holds more than one connection open: a new one is
 // dialled only after the previous one is closed, and a QUIC probe made
