@@ -74,7 +74,7 @@ func TestExpiryPolicy(t *testing.T) {
 	}
 }
 
-func TestOlderVersionsKeptForTheGracePeriod(t *testing.T) {
+func TestGracePeriodPruning(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
 	g := newGW(t, up, func(o *MirrorOptions, _ *blobOptions) { o.Grace = 24 * time.Hour })
@@ -170,7 +170,7 @@ func TestDelegations(t *testing.T) {
 	})
 }
 
-func TestTrustedStateSurvivesRestartAndAWipedBlobFolder(t *testing.T) {
+func TestTrustedStateSurvivesWipe(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
 	g := newGW(t, up)

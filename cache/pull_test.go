@@ -55,7 +55,7 @@ func gated(data []byte, n int, release <-chan struct{}) http.HandlerFunc {
 	}
 }
 
-func TestFiftyColdRequestsMakeOneUpstreamFetch(t *testing.T) {
+func TestFiftyColdRequestsOneFetch(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
 	g := newGW(t, up)
@@ -97,7 +97,7 @@ func TestFiftyColdRequestsMakeOneUpstreamFetch(t *testing.T) {
 	}
 }
 
-func TestLateJoinerReceivesBytesBeforeTheFillEnds(t *testing.T) {
+func TestLateJoinerStreamsDuringFill(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
 	g := newGW(t, up)
@@ -150,7 +150,7 @@ func cut(w http.ResponseWriter, data []byte, n int, withLength bool) {
 	_ = buf.Flush()
 }
 
-func TestUpstreamFillsResumeAndNeverCacheABadBody(t *testing.T) {
+func TestUpstreamFillResumeAndRefusal(t *testing.T) {
 	type step func(w http.ResponseWriter, r *http.Request, data []byte)
 	serve := func(w http.ResponseWriter, r *http.Request, data []byte) {
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))

@@ -198,10 +198,10 @@ func TestRetryAfterHasJitter(t *testing.T) {
 	}
 }
 
-// TestFailedFillAsksDevicesToComeBack: after an upstream fill fails, the
+// TestFailedFillRetryAfter: after an upstream fill fails, the
 // next device is told to come back later (503, Retry-After) instead of
 // starting another upstream fetch at once.
-func TestFailedFillAsksDevicesToComeBack(t *testing.T) {
+func TestFailedFillRetryAfter(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
 	g := newGW(t, up, func(o *MirrorOptions, _ *blobOptions) { o.FailureBackoff = time.Hour })
