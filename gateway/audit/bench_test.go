@@ -66,3 +66,18 @@ func BenchmarkFormatRFC5424(b *testing.B) {
 		_ = FormatRFC5424(e, "gw-1", "wardgate")
 	}
 }
+
+// BenchmarkRecordParallel appends from many goroutines, which share
+// synced commits.
+func BenchmarkRecordParallel(b *testing.B) {
+	s := benchStore(b, 0)
+	r := Record{Actor: "device:Acme/SN-1", Action: "device.checkin", Subject: "Acme/SN-1"}
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Record(context.Background(), r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

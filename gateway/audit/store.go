@@ -48,17 +48,35 @@ type Link struct {
 }
 
 // Store is the append-only, hash-chained audit log in badger. It is safe
-// for concurrent use.
+// for concurrent use. Concurrent appends share one synced commit (group
+// commit): each caller's entry is chained in memory at once, and the
+// first caller to reach the commit writes every entry waiting.
 type Store struct {
 	db  *badger.DB
 	now func() time.Time
 
 	mu     sync.Mutex
-	next   uint64
-	head   string
-	waitCh chan struct{} // closed and replaced on every append
+	next   uint64 // next sequence number to hand out
+	head   string // hash of the last entry handed out
+	queue  []*pendingEntry
+	done   Link          // last committed entry
+	waitCh chan struct{} // closed and replaced on every commit
 	m      storeCounters
+
+	commitMu sync.Mutex // held while one batch is written
 }
+
+// pendingEntry is an entry chained in memory and waiting for its commit.
+type pendingEntry struct {
+	link Link
+	data []byte
+	err  error
+	done chan struct{}
+}
+
+// maxBatch bounds the entries of one commit, well inside badger's
+// transaction limits.
+const maxBatch = 512
 
 var _ Recorder = (*Store)(nil)
 
@@ -87,10 +105,14 @@ func Open(db *badger.DB) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading audit chain head: %w", err)
 	}
+	s.done = Link{Seq: s.next - 1, Hash: s.head}
 	return s, nil
 }
 
-// Record appends r to the chain and returns once it is durable.
+// Record appends r to the chain and returns once it is durable. When the
+// commit fails, the record and every record chained after it in memory
+// fail with the error, and the chain continues from the last durable
+// entry.
 func (s *Store) Record(ctx context.Context, r Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -99,38 +121,86 @@ func (s *Store) Record(ctx context.Context, r Record) error {
 		r.Time = s.now()
 	}
 	r.Time = r.Time.UTC()
+
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := Entry{Seq: s.next, Record: r, Prev: s.head}
 	e.Hash = entryHash(e)
 	data, err := json.Marshal(e)
 	if err != nil {
+		s.mu.Unlock()
 		s.m.writeErrors.Add(1)
 		return fmt.Errorf("encoding audit record: %w", err)
 	}
-	head, _ := json.Marshal(Link{Seq: e.Seq, Hash: e.Hash, Time: r.Time})
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(seqKey(e.Seq), data); err != nil {
-			return err
+	p := &pendingEntry{link: Link{Seq: e.Seq, Hash: e.Hash, Time: r.Time}, data: data, done: make(chan struct{})}
+	s.queue = append(s.queue, p)
+	s.next, s.head = e.Seq+1, e.Hash
+	s.mu.Unlock()
+
+	for {
+		s.commitMu.Lock()
+		select {
+		case <-p.done:
+			s.commitMu.Unlock()
+			return p.err
+		default:
+		}
+		s.commitBatch()
+		s.commitMu.Unlock()
+	}
+}
+
+// commitBatch writes up to maxBatch waiting entries in one transaction.
+// The caller holds commitMu.
+func (s *Store) commitBatch() {
+	s.mu.Lock()
+	n := min(len(s.queue), maxBatch)
+	batch := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	last := batch[len(batch)-1].link
+	head, _ := json.Marshal(last)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, p := range batch {
+			if err := txn.Set(seqKey(p.link.Seq), p.data); err != nil {
+				return err
+			}
 		}
 		return txn.Set([]byte(headKey), head)
 	})
+	s.mu.Lock()
 	if err != nil {
-		s.m.writeErrors.Add(1)
-		return fmt.Errorf("storing audit record %d: %w", e.Seq, err)
+		// Entries chained after the failed ones cannot be stored either:
+		// fail them all and continue from the last durable entry.
+		failed := append(batch, s.queue...)
+		s.queue = nil
+		s.next, s.head = s.done.Seq+1, s.done.Hash
+		s.mu.Unlock()
+		s.m.writeErrors.Add(uint64(len(failed)))
+		for _, p := range failed {
+			p.err = fmt.Errorf("storing audit record %d: %w", p.link.Seq, err)
+			close(p.done)
+		}
+		return
 	}
-	s.next, s.head = e.Seq+1, e.Hash
-	s.m.records.Add(1)
+	s.done = last
 	close(s.waitCh)
 	s.waitCh = make(chan struct{})
-	return nil
+	s.mu.Unlock()
+	s.m.records.Add(uint64(len(batch)))
+	for _, p := range batch {
+		close(p.done)
+	}
 }
 
-// Head returns the newest entry's link; Seq is 0 for an empty chain.
+// Head returns the newest durable entry's link; Seq is 0 for an empty
+// chain.
 func (s *Store) Head() Link {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Link{Seq: s.next - 1, Hash: s.head}
+	return Link{Seq: s.done.Seq, Hash: s.done.Hash}
 }
 
 // Appended returns a channel that is closed at the next append.

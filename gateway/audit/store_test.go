@@ -409,3 +409,67 @@ func TestPruneInterruptedStillVerifies(t *testing.T) {
 		t.Errorf("Verify after cleanup = %d, %v; want 4 and no error", n, err)
 	}
 }
+
+func TestConcurrentRecordsShareCommits(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "db"))
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 50
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				if err := s.Record(context.Background(), Record{Actor: fmt.Sprint("writer-", w), Action: "device.checkin", Subject: fmt.Sprint(i)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Verify(context.Background()); err != nil || n != writers*each {
+		t.Errorf("Verify = %d, %v; want %d and no error", n, err, writers*each)
+	}
+	if h := s.Head(); h.Seq != writers*each {
+		t.Errorf("head is entry %d, want %d", h.Seq, writers*each)
+	}
+	// The chain reopens at the same head.
+	again, err := Open(db)
+	if err != nil || again.Head() != s.Head() {
+		t.Errorf("reopened head %+v, %v; want %+v", again.Head(), err, s.Head())
+	}
+}
+
+func TestFailedCommitKeepsHead(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "db"))
+	s, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Record(ctx, Record{Actor: "gateway", Action: "config.change", Subject: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Head()
+	_ = db.Close()
+	if err := s.Record(ctx, Record{Actor: "gateway", Action: "config.change", Subject: "y"}); err == nil {
+		t.Fatal("Record on a closed database succeeded")
+	}
+	if got := s.Head(); got != before {
+		t.Errorf("head after a failed commit = %+v, want %+v", got, before)
+	}
+	s.mu.Lock()
+	next, head := s.next, s.head
+	s.mu.Unlock()
+	if next != before.Seq+1 || head != before.Hash {
+		t.Errorf("chain continues at entry %d after %q, want entry %d after the last durable one", next, head, before.Seq+1)
+	}
+}
