@@ -1,7 +1,8 @@
 // Command wardgate is the hospital edge gateway appliance.
 //
 //	wardgate init [-config FILE] [-data DIR]   write a commented config and the keys
-//	wardgate enroll -bundle DIR [-config FILE] store the hub's credentials bundle
+//	wardgate enroll -hub ADDR -token TOKEN -hub-ca FILE   enrol with a one-time token
+//	wardgate enroll -bundle DIR [-config FILE] store a bundle from `wardhub enroll`
 //	wardgate serve [-config FILE]              run the gateway
 //	wardgate status [-admin ADDR]              print a one-screen summary
 //	wardgate devices [-admin ADDR]             list the device inventory
@@ -29,7 +30,7 @@ const usage = `usage: wardgate COMMAND [flags]
 
 commands:
   init      write a commented config file and the gateway's keys
-  enroll    store the credentials bundle that the hub issued
+  enroll    enrol with the hub: -hub ADDR -token TOKEN -hub-ca FILE, or -bundle DIR
   serve     run the gateway (embedded defaults when there is no config file)
   status    print a one-screen summary of a running gateway
   devices   list the device inventory of a running gateway
