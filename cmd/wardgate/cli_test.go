@@ -99,6 +99,9 @@ func TestAdminCommandsStoppedAndRunning(t *testing.T) {
 	if out := mustWG(t, "status", "-config", cfgPath); !strings.Contains(out, "tunnel") || !strings.Contains(out, "offline") {
 		t.Errorf("status:\n%s", out)
 	}
+	if out := mustWG(t, "devices", "-config", cfgPath); !strings.HasPrefix(out, "MANUFACTURER") {
+		t.Errorf("devices:\n%s", out)
+	}
 	// With the gateway running, the admin token file is used for the API.
 	out = mustWG(t, "token", "create", "-config", cfgPath, "-name", "Otto Operator", "-role", "operator", "-ttl", "24h")
 	if tokenLine.FindString(out) == "" {

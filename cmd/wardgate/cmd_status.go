@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/gateway/console"
 )
 
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
@@ -150,11 +151,7 @@ func cmdDevices(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	var devs []struct {
-		Manufacturer, Serial, Model, HardwareRevision, Version, State string
-		Groups                                                        []string
-		LastSeen                                                      time.Time
-	}
+	var devs []console.DeviceRow
 	if err := c.do(ctx, "GET", "/v1/devices?"+url.Values{"model": {*model}, "state": {*state}, "q": {*q}}.Encode(), nil, &devs); err != nil {
 		return err
 	}

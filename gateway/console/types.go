@@ -62,9 +62,9 @@ func (r *Role) UnmarshalText(b []byte) error {
 
 // Actor is the authenticated caller: an API token.
 type Actor struct {
-	TokenID string
-	Name    string
-	Role    Role
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+	Role    Role   `json:"role"`
 }
 
 // AuditName returns the actor's name in audit records.
@@ -96,86 +96,108 @@ type Backend interface {
 
 // Overview is the front page.
 type Overview struct {
-	Site             string
-	TunnelState      string // "connected", "reconnecting", "offline" (no hub)
-	TunnelTransport  string // such as "QUIC" or "HTTP/2 over TCP"
-	TunnelError      string
-	TunnelDials      int
-	LastRefresh      time.Time
-	LastRefreshError string
-	MetadataVersion  int64
-	MetadataExpires  time.Time
-	Targets          int
-	Cache            CacheUse
-	Telemetry        TelemetryQueue
-	Devices          int
-	DevicesByState   []Count
-	ActiveRollouts   int
-	AuditHead        uint64
-	AuditForwarding  string // "", or a description of the syslog state
-	Alerts           []Alert
-	Now              time.Time
+	Site             string         `json:"site"`
+	TunnelState      string         `json:"tunnel_state"`     // "connected", "reconnecting", "offline" (no hub)
+	TunnelTransport  string         `json:"tunnel_transport"` // such as "QUIC" or "HTTP/2 over TCP"
+	TunnelError      string         `json:"tunnel_error"`
+	TunnelDials      int            `json:"tunnel_dials"`
+	LastRefresh      time.Time      `json:"last_refresh"`
+	LastRefreshError string         `json:"last_refresh_error"`
+	MetadataVersion  int64          `json:"metadata_version"`
+	MetadataExpires  time.Time      `json:"metadata_expires"`
+	Targets          int            `json:"targets"`
+	Cache            CacheUse       `json:"cache"`
+	Telemetry        TelemetryQueue `json:"telemetry"`
+	Devices          int            `json:"devices"`
+	DevicesByState   []Count        `json:"devices_by_state"`
+	ActiveRollouts   int            `json:"active_rollouts"`
+	AuditHead        uint64         `json:"audit_head"`
+	AuditForwarding  string         `json:"audit_forwarding"` // "", or a description of the syslog state
+	Alerts           []Alert        `json:"alerts"`
+	Now              time.Time      `json:"now"`
 }
 
 // CacheUse is the blob cache's space accounting.
 type CacheUse struct {
-	StoredBytes, MaxBytes, FreeBytes int64
-	Blobs, Fills                     int
+	StoredBytes int64 `json:"stored_bytes"`
+	MaxBytes    int64 `json:"max_bytes"`
+	FreeBytes   int64 `json:"free_bytes"`
+	Blobs       int   `json:"blobs"`
+	Fills       int   `json:"fills"`
 }
 
 // TelemetryQueue is the state of the telemetry queue.
 type TelemetryQueue struct {
-	Batches, Bytes, MaxBytes int64
-	PendingUploads           uint64
+	Batches        int64  `json:"batches"`
+	Bytes          int64  `json:"bytes"`
+	MaxBytes       int64  `json:"max_bytes"`
+	PendingUploads uint64 `json:"pending_uploads"`
 	// OldestAge is the age of the oldest queued batch or undelivered
 	// upload; zero when nothing waits.
-	OldestAge time.Duration
-	Refusing  string
+	OldestAge time.Duration `json:"oldest_age"`
+	Refusing  string        `json:"refusing"`
 }
 
 // Alert is a condition hospital IT should act on.
 type Alert struct {
-	Level   string // "critical", "warning" or "info"
-	Message string
+	Level   string `json:"level"` // "critical", "warning" or "info"
+	Message string `json:"message"`
 }
 
 // Count is one labelled number.
 type Count struct {
-	Label string
-	N     int
+	Label string `json:"label"`
+	N     int    `json:"n"`
 }
 
 // DeviceFilter selects devices on the devices page.
 type DeviceFilter struct {
-	Query, Manufacturer, Model, Version, Class, State string
+	Query        string `json:"query"`
+	Manufacturer string `json:"manufacturer"`
+	Model        string `json:"model"`
+	Version      string `json:"version"`
+	Class        string `json:"class"`
+	State        string `json:"state"`
 }
 
 // DeviceList is the devices page.
 type DeviceList struct {
-	Devices []DeviceRow
-	Total   int
+	Devices []DeviceRow `json:"devices"`
+	Total   int         `json:"total"`
 	// Choices offer the filter values present in the inventory.
-	Models, Versions, Classes, States, Manufacturers []string
+	Models        []string `json:"models"`
+	Versions      []string `json:"versions"`
+	Classes       []string `json:"classes"`
+	States        []string `json:"states"`
+	Manufacturers []string `json:"manufacturers"`
 }
 
 // DeviceRow is one device in the list.
 type DeviceRow struct {
-	Manufacturer, Serial, Model, HardwareRevision, Version, Class, State string
-	Verified                                                             bool
-	InClinicalUse, InMaintenance                                         bool
-	LastSeen, LastCheckIn                                                time.Time
-	Interfaces                                                           []string
-	Groups                                                               []string
+	Manufacturer     string    `json:"manufacturer"`
+	Serial           string    `json:"serial"`
+	Model            string    `json:"model"`
+	HardwareRevision string    `json:"hardware_revision"`
+	Version          string    `json:"version"`
+	Class            string    `json:"class"`
+	State            string    `json:"state"`
+	Verified         bool      `json:"verified"`
+	InClinicalUse    bool      `json:"in_clinical_use"`
+	InMaintenance    bool      `json:"in_maintenance"`
+	LastSeen         time.Time `json:"last_seen"`
+	LastCheckIn      time.Time `json:"last_check_in"`
+	Interfaces       []string  `json:"interfaces"`
+	Groups           []string  `json:"groups"`
 }
 
 // DeviceDetail is one device's page.
 type DeviceDetail struct {
 	DeviceRow
-	FirstSeen  time.Time
-	Components []Count2
-	Addresses  []string
-	History    []HistoryEntry
-	Decisions  []DeviceDecision
+	FirstSeen  time.Time        `json:"first_seen"`
+	Components []Count2         `json:"components"`
+	Addresses  []string         `json:"addresses"`
+	History    []HistoryEntry   `json:"history"`
+	Decisions  []DeviceDecision `json:"decisions"`
 }
 
 // Count2 is a name and a value, such as a component and its version.
@@ -183,61 +205,80 @@ type Count2 struct{ Name, Value string }
 
 // HistoryEntry is one event in a device's history.
 type HistoryEntry struct {
-	Time    time.Time
-	Kind    string
-	Version string
-	Details []Count2
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Version string    `json:"version"`
+	Details []Count2  `json:"details"`
 }
 
 // DeviceDecision is the current policy decision on one release for a device.
 type DeviceDecision struct {
-	Target, Version string
-	Offer           bool
-	Reasons         []Reason
+	Target  string   `json:"target"`
+	Version string   `json:"version"`
+	Offer   bool     `json:"offer"`
+	Reasons []Reason `json:"reasons"`
 }
 
 // Reason is one step of a decision.
 type Reason struct {
-	Code, Message string
-	Blocking      bool
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Blocking bool   `json:"blocking"`
 }
 
 // Release is one cached release with its approvals and rollouts.
 type Release struct {
-	Target, Product, Version, Channel string
-	Models                            []string
-	SecurityFix                       bool
-	Length                            int64
-	Approvals                         []Approval
-	Approved                          bool   // approved for some group, by approval or rule
-	ApprovalNote                      string // how it is approved, or why not
-	Rollouts                          []Rollout
-	Offered                           int
-	Withheld                          []Count // devices withheld, by reason code
-	Groups                            []string
+	Target       string     `json:"target"`
+	Product      string     `json:"product"`
+	Version      string     `json:"version"`
+	Channel      string     `json:"channel"`
+	Models       []string   `json:"models"`
+	SecurityFix  bool       `json:"security_fix"`
+	Length       int64      `json:"length"`
+	Approvals    []Approval `json:"approvals"`
+	Approved     bool       `json:"approved"`      // approved for some group, by approval or rule
+	ApprovalNote string     `json:"approval_note"` // how it is approved, or why not
+	Rollouts     []Rollout  `json:"rollouts"`
+	Offered      int        `json:"offered"`
+	Withheld     []Count    `json:"withheld"` // devices withheld, by reason code
+	Groups       []string   `json:"groups"`
 }
 
 // Approval is one explicit approval.
 type Approval struct {
-	Group, By string
-	At        time.Time
+	Group string    `json:"group"`
+	By    string    `json:"by"`
+	At    time.Time `json:"at"`
 }
 
 // Rollout is one staged rollout with its waves.
 type Rollout struct {
-	ID, Target, Version, Group, State, Reason string
-	Paused                                    bool
-	Wave, Waves                               int
-	CreatedAt, StartedAt                      time.Time
-	WaveProgress                              []WaveProgress
-	Totals                                    WaveProgress
+	ID           string         `json:"id"`
+	Target       string         `json:"target"`
+	Version      string         `json:"version"`
+	Group        string         `json:"group"`
+	State        string         `json:"state"`
+	Reason       string         `json:"reason"`
+	Paused       bool           `json:"paused"`
+	Wave         int            `json:"wave"`
+	Waves        int            `json:"waves"`
+	CreatedAt    time.Time      `json:"created_at"`
+	StartedAt    time.Time      `json:"started_at"`
+	WaveProgress []WaveProgress `json:"wave_progress"`
+	Totals       WaveProgress   `json:"totals"`
 }
 
 // WaveProgress counts a wave's devices by state.
 type WaveProgress struct {
-	Index                                                          int
-	Open                                                           bool
-	Devices, Waiting, Offered, Installed, Updated, Failed, Removed int
+	Index     int  `json:"index"`
+	Open      bool `json:"open"`
+	Devices   int  `json:"devices"`
+	Waiting   int  `json:"waiting"`
+	Offered   int  `json:"offered"`
+	Installed int  `json:"installed"`
+	Updated   int  `json:"updated"`
+	Failed    int  `json:"failed"`
+	Removed   int  `json:"removed"`
 }
 
 // Done returns the share of the wave's devices that updated, in percent.
@@ -250,87 +291,103 @@ func (w WaveProgress) Done() int {
 
 // Windows is the maintenance window timeline.
 type Windows struct {
-	From, To time.Time
-	Location *time.Location
-	Groups   []GroupWindows
+	From     time.Time      `json:"from"`
+	To       time.Time      `json:"to"`
+	Location *time.Location `json:"-"`
+	Groups   []GroupWindows `json:"groups"`
 	// ClockTrusted is false while every window counts as closed.
-	ClockTrusted bool
+	ClockTrusted bool `json:"clock_trusted"`
 }
 
 // GroupWindows is one group's coming periods.
 type GroupWindows struct {
-	Name      string
-	Specs     []string
-	Blackouts []string
-	Devices   int
-	Periods   []Period
+	Name      string   `json:"name"`
+	Specs     []string `json:"specs"`
+	Blackouts []string `json:"blackouts"`
+	Devices   int      `json:"devices"`
+	Periods   []Period `json:"periods"`
 	// AnyTime is true for a group without windows: installs may start at
 	// any time outside blackouts.
-	AnyTime bool
-	Expired bool
-	Error   string
+	AnyTime bool   `json:"any_time"`
+	Expired bool   `json:"expired"`
+	Error   string `json:"error"`
 }
 
 // Period is one span in which installs may start, or a blackout.
 type Period struct {
-	Start, End time.Time
-	Label      string
-	Blackout   bool
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Label    string    `json:"label"`
+	Blackout bool      `json:"blackout"`
 }
 
 // Exposure is the exposure report for one vulnerability id.
 type Exposure struct {
 	// Loaded is false when no advisories are loaded at all.
-	Loaded bool
+	Loaded bool `json:"loaded"`
 	// Known is false when the id matches no loaded advisory.
-	Known      bool
-	ID         string
-	Aliases    []string
-	Summary    string
-	Severity   string
-	Devices    []ExposedDevice
-	Counts     []Count
-	FixedBy    []string
-	Risk       []RiskRow
-	Advisories int
+	Known      bool            `json:"known"`
+	ID         string          `json:"id"`
+	Aliases    []string        `json:"aliases"`
+	Summary    string          `json:"summary"`
+	Severity   string          `json:"severity"`
+	Devices    []ExposedDevice `json:"devices"`
+	Counts     []Count         `json:"counts"`
+	FixedBy    []string        `json:"fixed_by"`
+	Risk       []RiskRow       `json:"risk"`
+	Advisories int             `json:"advisories"`
 }
 
 // ExposedDevice is one device's status for the vulnerability.
 type ExposedDevice struct {
-	Device, Model, Version, Release, Status, Justification, Detail, FixedIn string
+	Device        string `json:"device"`
+	Model         string `json:"model"`
+	Version       string `json:"version"`
+	Release       string `json:"release"`
+	Status        string `json:"status"`
+	Justification string `json:"justification"`
+	Detail        string `json:"detail"`
+	FixedIn       string `json:"fixed_in"`
 }
 
 // RiskRow is one line of the fleet's risk summary.
 type RiskRow struct {
-	Device, Model, Version string
-	Open                   int
-	Highest                string
-	FixRelease             string
+	Device     string `json:"device"`
+	Model      string `json:"model"`
+	Version    string `json:"version"`
+	Open       int    `json:"open"`
+	Highest    string `json:"highest"`
+	FixRelease string `json:"fix_release"`
 }
 
 // AuditQuery selects audit records.
 type AuditQuery struct {
-	From, To               time.Time
-	Actor, Action, Subject string
-	Text                   string
-	Before                 uint64
-	Limit                  int
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Subject string    `json:"subject"`
+	Text    string    `json:"text"`
+	Before  uint64    `json:"before"`
+	Limit   int       `json:"limit"`
 }
 
 // AuditPage is one page of audit records, newest first.
 type AuditPage struct {
-	Entries []AuditEntry
-	Next    uint64
-	Head    uint64
+	Entries []AuditEntry `json:"entries"`
+	Next    uint64       `json:"next"`
+	Head    uint64       `json:"head"`
 	// Verified is the result of the last chain verification.
-	Verified string
+	Verified string `json:"verified"`
 }
 
 // AuditEntry is one audit record.
 type AuditEntry struct {
-	Seq                    uint64
-	Time                   time.Time
-	Actor, Action, Subject string
-	Details                []Count2
-	Hash                   string
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Subject string    `json:"subject"`
+	Details []Count2  `json:"details"`
+	Hash    string    `json:"hash"`
 }
