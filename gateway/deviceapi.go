@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -73,8 +74,12 @@ func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	var req wire.CheckInRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckInBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeOne(dec, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid check-in body: %v", err)
+		return
+	}
+	if err := validateCheckIn(req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid check-in: %v", err)
 		return
 	}
 	addr, iface := remoteAddr(r)
@@ -113,8 +118,15 @@ func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 // offers decides every cached release for the device.
 func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInResponse {
 	resp := wire.CheckInResponse{Offers: []wire.Offer{}, Withheld: []wire.Withheld{}}
+	// While the manufacturer's metadata has expired nothing new is
+	// offered; the reason says why and what fixes it.
+	expired := g.mirror.OfferAllowed()
 	for _, t := range g.mirror.Targets() {
 		if !t.HasMeta || t.Meta.Kind != cache.KindRelease {
+			continue
+		}
+		if expired != nil {
+			resp.Withheld = append(resp.Withheld, wire.Withheld{Target: t.Path, Version: t.Meta.Version, Reasons: []wire.Reason{{Code: "metadata-expired", Message: expired.Error()}}})
 			continue
 		}
 		dec := g.policy.Decide(d, policyRelease(t))
@@ -166,43 +178,92 @@ func (g *Gateway) handleBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := strings.ToLower(r.PathValue("hash"))
-	found, ok := g.mirror.TargetBySHA256(hash)
-	if !ok {
+	if !isSHA256Hex(hash) {
+		writeError(w, http.StatusBadRequest, "invalid blob name: want the 64 lowercase hex digits of a SHA-256")
+		return
+	}
+	candidates := g.mirror.TargetsBySHA256(hash)
+	if len(candidates) == 0 {
 		writeError(w, http.StatusNotFound, "no cached target has SHA-256 %s", hash)
 		return
 	}
-	target := &found
-	if target.HasMeta && target.Meta.Kind == cache.KindRelease {
-		dev, err := g.inventory.Get(r.Context(), id.Manufacturer, id.Serial)
-		if err != nil {
-			writeError(w, http.StatusForbidden, "device %s has not checked in: check in before downloading", id.key())
-			return
-		}
-		dec := g.policy.Decide(policyDevice(dev, g.siteID), policyRelease(*target))
-		if !dec.Download {
-			reason := "not allowed"
-			if b := dec.Blocking(); len(b) > 0 {
-				reason = b[0].Message
-			}
-			writeError(w, http.StatusForbidden, "download of %s refused: %s", target.Path, reason)
-			return
-		}
-		if err := g.mirror.DownloadAllowed(*target); err != nil {
-			w.Header().Set("Retry-After", strconv.Itoa(cache.RetryAfterSeconds(5*time.Minute)))
-			writeError(w, http.StatusServiceUnavailable, "download of %s paused: %v", target.Path, err)
+	// Identical bytes may be published under several targets; the device
+	// may download them if policy lets it take any one of those.
+	var denied downloadDenial
+	for _, t := range candidates {
+		if denied = g.authorizeDownload(r, id, t); denied.status == 0 {
+			g.serveDownload(w, r, id, t)
 			return
 		}
 	}
+	denied.write(w)
+}
+
+// downloadDenial is why a device may not download a target; a zero
+// status means it may.
+type downloadDenial struct {
+	status     int
+	retryAfter int
+	msg        string
+}
+
+func (d downloadDenial) write(w http.ResponseWriter) {
+	if d.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(d.retryAfter))
+	}
+	writeError(w, d.status, "%s", d.msg)
+}
+
+// authorizeDownload applies policy to a download of t by the device: a
+// release image goes only to a device that policy lets download it now,
+// on either the content-addressed path or the TUF mirror path. Other
+// files (SBOMs, advisories) go to any authenticated device.
+func (g *Gateway) authorizeDownload(r *http.Request, id deviceIdentity, t cache.Target) downloadDenial {
+	if !t.HasMeta || t.Meta.Kind != cache.KindRelease {
+		return downloadDenial{}
+	}
+	dev, err := g.inventory.Get(r.Context(), id.Manufacturer, id.Serial)
+	if err != nil {
+		return downloadDenial{status: http.StatusForbidden, msg: fmt.Sprintf("device %s has not checked in: check in before downloading", id.key())}
+	}
+	dec := g.policy.Decide(policyDevice(dev, g.siteID), policyRelease(t))
+	if !dec.Download {
+		reason := "not allowed"
+		if b := dec.Blocking(); len(b) > 0 {
+			reason = b[0].Message
+		}
+		return downloadDenial{status: http.StatusForbidden, msg: fmt.Sprintf("download of %s refused: %s", t.Path, reason)}
+	}
+	if err := g.mirror.DownloadAllowed(t); err != nil {
+		return downloadDenial{status: http.StatusServiceUnavailable, retryAfter: cache.RetryAfterSeconds(5 * time.Minute), msg: fmt.Sprintf("download of %s paused: %v", t.Path, err)}
+	}
+	return downloadDenial{}
+}
+
+func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, id deviceIdentity, t cache.Target) {
 	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
-		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": target.Path}})
+		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": t.Path}})
 	}
 	// An uncached target is pulled through: this device and any other
 	// asking for it follow one upstream fetch.
-	g.mirror.ServeTargetBlob(w, r, *target)
+	g.mirror.ServeTargetBlob(w, r, t)
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
-	if _, err := identify(r); err != nil {
+	id, err := identify(r)
+	if err != nil {
 		writeError(w, http.StatusForbidden, "%v", err)
 		return
 	}
@@ -218,10 +279,53 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(file, "metadata/"):
 		g.mirror.ServeMetadata(w, r, strings.TrimPrefix(file, "metadata/"))
 	case strings.HasPrefix(file, "targets/"):
-		g.mirror.ServeTarget(w, r, strings.TrimPrefix(file, "targets/"))
+		name := strings.TrimPrefix(file, "targets/")
+		t, ok := g.mirror.ResolveTarget(name)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if denied := g.authorizeDownload(r, id, t); denied.status != 0 {
+			denied.write(w)
+			return
+		}
+		g.mirror.ServeTarget(w, r, name)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// decodeOne decodes exactly one JSON value and rejects anything after it.
+func decodeOne(dec *json.Decoder, v any) error {
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validateCheckIn rejects a check-in that lacks what policy needs, so an
+// empty body cannot blank the device's stored record.
+func validateCheckIn(req wire.CheckInRequest) error {
+	for _, f := range []struct{ name, value string }{
+		{"model", req.Model}, {"hardware_revision", req.HardwareRevision}, {"version", req.Version},
+	} {
+		if strings.TrimSpace(f.value) == "" {
+			return fmt.Errorf("%s is missing: every check-in reports model, hardware_revision and version", f.name)
+		}
+	}
+	return nil
 }
 
 var installStates = map[string]bool{"downloading": true, "downloaded": true, "installing": true, "installed": true, "failed": true}
@@ -235,8 +339,16 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	var rep wire.StatusReport
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
+	if err := decodeOne(dec, &rep); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid status body: %v", err)
+		return
+	}
+	if rep.Target == "" {
+		writeError(w, http.StatusBadRequest, "invalid status body: target is missing")
+		return
+	}
+	if !printable(rep.Detail) || len(rep.Detail) > 1024 {
+		writeError(w, http.StatusBadRequest, "invalid status body: detail must be at most 1024 printable characters")
 		return
 	}
 	if !installStates[rep.State] {

@@ -66,11 +66,11 @@ type Gateway struct {
 // New opens the data directory and binds every listener, so that a bad
 // config or a busy port fails before anything runs. On error nothing is
 // left open.
-func New(cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
+func New(cfg config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g = &Gateway{
+	g := &Gateway{
 		cfg:        cfg,
 		log:        log,
 		reg:        prometheus.NewRegistry(),

@@ -102,7 +102,8 @@ func (g *Gateway) telemetryIdentity(r *http.Request) (telemetry.DeviceIdentity, 
 		return telemetry.DeviceIdentity{}, false
 	}
 	dev, err := g.inventory.Get(r.Context(), id.Manufacturer, id.Serial)
-	if err != nil {
+	if err != nil || dev.Model == "" || dev.Version == "" {
+		// The device must check in with its model and version first.
 		return telemetry.DeviceIdentity{}, false
 	}
 	class := dev.DeviceClass
