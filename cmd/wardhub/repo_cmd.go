@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -52,8 +53,16 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 		return fmt.Errorf("repo add needs DIR and FILE, got %d arguments", fs.NArg())
 	}
 	dir, file := fs.Arg(0), fs.Arg(1)
-	if *product == "" || *version == "" || *models == "" {
-		return fmt.Errorf("repo add needs -product, -version and -models")
+	for _, req := range []struct{ flag, value string }{{"-product", *product}, {"-version", *version}, {"-models", *models}} {
+		if strings.TrimSpace(req.value) == "" {
+			return fmt.Errorf("repo add needs %s", req.flag)
+		}
+	}
+	if !validVersion.MatchString(*version) {
+		return fmt.Errorf("invalid -version %q: use a version such as 3.2.0 or 3.2.0-rc.1", *version)
+	}
+	if len(splitList(*models, ",")) == 0 {
+		return fmt.Errorf("invalid -models %q: name at least one device model", *models)
 	}
 	if *keys == "" {
 		*keys = repo.DefaultKeysDir(dir)
@@ -102,6 +111,10 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "published %s %s as %s (targets version %d)\n", *product, *version, *target, r.TargetsVersion())
 	return nil
 }
+
+// validVersion accepts dotted release versions with an optional
+// pre-release or build suffix, such as 3.2.0, 5.1 or 3.2.0-rc.1+b7.
+var validVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?(\+[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?$`)
 
 func parseWithDir(fs *flag.FlagSet, args []string) (string, error) {
 	if err := fs.Parse(reorder(args)); err != nil {

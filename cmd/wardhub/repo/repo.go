@@ -132,11 +132,58 @@ func Open(dir, keysDir string) (*Repo, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := r.checkKey(role, priv); err != nil {
+			return nil, err
+		}
 		if err := r.addSigner(role, priv); err != nil {
 			return nil, err
 		}
 	}
+	if err := r.verifyOnDisk(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkKey fails unless priv is one of role's keys in the root, so that
+// metadata is never signed with keys that clients would not trust.
+func (r *Repo) checkKey(role string, priv ed25519.PrivateKey) error {
+	key, err := metadata.KeyFromPublicKey(priv.Public())
+	if err != nil {
+		return err
+	}
+	id, err := key.ID()
+	if err != nil {
+		return err
+	}
+	if rr := r.root.Signed.Roles[role]; rr != nil {
+		for _, k := range rr.KeyIDs {
+			if k == id {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the %s key in %s is not a %s key of repository %s: pass the repository's own keys folder with -keys", role, r.keysDir, role, r.dir)
+}
+
+// verifyOnDisk checks the signatures of the metadata read from disk, so
+// a publish never re-signs files that were changed without the keys.
+func (r *Repo) verifyOnDisk() error {
+	checks := []struct {
+		role string
+		meta any
+	}{
+		{metadata.ROOT, r.root},
+		{metadata.TARGETS, r.targets},
+		{metadata.SNAPSHOT, r.snapshot},
+		{metadata.TIMESTAMP, r.timestamp},
+	}
+	for _, c := range checks {
+		if err := r.root.VerifyDelegate(c.role, c.meta); err != nil {
+			return fmt.Errorf("the %s metadata of repository %s fails its signature check (was it edited by hand?): %w; restore it from a backup", c.role, r.dir, err)
+		}
+	}
+	return nil
 }
 
 // Dir returns the repository folder.
@@ -167,6 +214,9 @@ func (r *Repo) AddTarget(targetPath, localPath string, custom any) error {
 	tf, err := metadata.TargetFile().FromBytes(targetPath, data, "sha256", "sha512")
 	if err != nil {
 		return fmt.Errorf("hashing %s: %w", localPath, err)
+	}
+	if old, ok := r.targets.Signed.Targets[targetPath]; ok && !old.Hashes.Equal(tf.Hashes) {
+		return fmt.Errorf("target %q is already published with other content: a released file never changes, so publish a new version under a new path", targetPath)
 	}
 	if custom != nil {
 		raw, err := toRaw(custom)
@@ -291,6 +341,16 @@ func (r *Repo) addSigner(role string, priv ed25519.PrivateKey) error {
 }
 
 func validateTargetPath(p string) error {
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == '%' {
+			return fmt.Errorf("invalid target path %q: use printable characters without %%", p)
+		}
+	}
+	for _, part := range strings.Split(p, "/") {
+		if len(part) > 120 {
+			return fmt.Errorf("invalid target path %q: each part must be at most 120 bytes, since it is stored under a 128-character hash prefix", p)
+		}
+	}
 	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || path.Clean(p) != p || strings.HasPrefix(p, "..") {
 		return fmt.Errorf("invalid target path %q: use a relative slash-separated path such as \"pump/1.2.0/image.bin\"", p)
 	}
