@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/wardgate/wardgate/gateway/config"
 	"github.com/wardgate/wardgate/gateway/pki"
@@ -32,10 +33,11 @@ const (
 	nextExt  = ".next"
 )
 
-// ImportCredentials copies a credentials bundle into the gateway's
-// credentials folder and returns the site id. Every file must be present,
-// so a partial bundle changes nothing.
-func ImportCredentials(cfg config.Config, bundleDir string) (string, error) {
+// ImportCredentials checks a credentials bundle and copies it into the
+// gateway's credentials folder, returning the site id. Every file must be
+// present and valid, so a bad bundle changes nothing. An existing
+// enrolment is replaced only with force.
+func ImportCredentials(cfg config.Config, bundleDir string, force bool) (string, error) {
 	files := map[string][]byte{}
 	for _, name := range bundleFiles {
 		data, err := os.ReadFile(filepath.Join(bundleDir, name))
@@ -44,7 +46,14 @@ func ImportCredentials(cfg config.Config, bundleDir string) (string, error) {
 		}
 		files[name] = data
 	}
+	site, err := checkBundle(files)
+	if err != nil {
+		return "", fmt.Errorf("credentials bundle %s is invalid: %w", bundleDir, err)
+	}
 	dst := cfg.CredentialsDir()
+	if old := readSiteID(dst); old != "" && old != site && !force {
+		return "", fmt.Errorf("this gateway is enrolled as %s; the bundle is for %s: pass -force to replace the enrolment", old, site)
+	}
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return "", err
 	}
@@ -53,7 +62,45 @@ func ImportCredentials(cfg config.Config, bundleDir string) (string, error) {
 			return "", fmt.Errorf("writing credentials: %w", err)
 		}
 	}
-	return strings.TrimSpace(string(files["site-id"])), nil
+	return site, nil
+}
+
+// checkBundle validates a bundle's files: the key matches the
+// certificate, the CA files hold certificates, the TUF root parses, and
+// the site id is a plain name. It returns the site id.
+func checkBundle(files map[string][]byte) (string, error) {
+	pair, err := tls.X509KeyPair(files[certFile], files[keyFile])
+	if err != nil {
+		return "", fmt.Errorf("gateway certificate and key: %w", err)
+	}
+	for _, name := range []string{"hub-ca.pem", "device-ca.pem"} {
+		if !x509.NewCertPool().AppendCertsFromPEM(files[name]) {
+			return "", fmt.Errorf("%s holds no PEM certificate", name)
+		}
+	}
+	if _, err := metadata.Root().FromBytes(files["root.json"]); err != nil {
+		return "", fmt.Errorf("root.json is not a TUF root: %w", err)
+	}
+	site := strings.TrimSpace(string(files["site-id"]))
+	if !validSiteID(site) {
+		return "", fmt.Errorf("site-id %q must be 8 to 64 letters, digits, '-' or '_'", site)
+	}
+	if cn := pair.Leaf.Subject.CommonName; cn != site {
+		return "", fmt.Errorf("the certificate is for site %q but site-id says %q", cn, site)
+	}
+	return site, nil
+}
+
+func validSiteID(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // EnrollOptions configures Enroll.

@@ -168,7 +168,7 @@ func (e *env) gatewayConfig() config.Config {
 
 func (e *env) startGateway(cfg config.Config) {
 	e.t.Helper()
-	if _, err := gateway.ImportCredentials(cfg, e.bundle); err != nil {
+	if _, err := gateway.ImportCredentials(cfg, e.bundle, true); err != nil {
 		e.t.Fatal(err)
 	}
 	g, err := gateway.New(cfg, e.log)

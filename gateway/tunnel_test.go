@@ -80,7 +80,7 @@ func TestInterruptedRenewalIsFinishedAtStart(t *testing.T) {
 	e := newEnv(t)
 	e.startHub()
 	cfg := e.gatewayConfig()
-	if _, err := gateway.ImportCredentials(cfg, e.bundle); err != nil {
+	if _, err := gateway.ImportCredentials(cfg, e.bundle, true); err != nil {
 		t.Fatal(err)
 	}
 	site, _ := os.ReadFile(filepath.Join(cfg.CredentialsDir(), "site-id"))

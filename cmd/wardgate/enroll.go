@@ -38,7 +38,7 @@ func cmdEnroll(args []string, stdout io.Writer) error {
 		if *token != "" {
 			return errors.New("enroll takes either -bundle or -token, not both")
 		}
-		site, err := gateway.ImportCredentials(cfg, *bundle)
+		site, err := gateway.ImportCredentials(cfg, *bundle, *force)
 		if err != nil {
 			return err
 		}
