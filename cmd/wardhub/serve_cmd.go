@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -28,11 +29,20 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	listenTCP := fs.String("listen-tcp", "", "TCP address for the HTTP/2 fallback; empty means the same as -listen, \"none\" disables it")
 	certLifetime := fs.Duration("cert-lifetime", hub.DefaultCertLifetime, "lifetime of gateway certificates issued at enrolment and renewal")
 	admin := fs.String("admin", "127.0.0.1:4480", "TCP address for /metrics, /v1/stats and the analytics API; empty disables")
+	fresh := fs.Bool("new", false, "create a new hub identity (gateway CA) when -data has none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *repoDir == "" {
 		return fmt.Errorf("serve needs -repo: the folder `wardhub repo init` created")
+	}
+	if _, err := os.Stat(filepath.Join(*repoDir, "metadata", "root.json")); err != nil {
+		return fmt.Errorf("-repo %s is not a TUF repository: create it with `wardhub repo init`", *repoDir)
+	}
+	// A mistyped -data would otherwise mint a new gateway CA, and every
+	// enrolled gateway would stop trusting the hub.
+	if _, err := os.Stat(filepath.Join(*data, "ca", "gateway-ca.pem")); err != nil && !*fresh {
+		return fmt.Errorf("hub data folder %s has no gateway CA: check -data, or pass -new to create a new hub identity", *data)
 	}
 	db, err := store.Open(filepath.Join(*data, "db"), log)
 	if err != nil {

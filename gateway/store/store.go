@@ -34,7 +34,7 @@ func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening database in %s (is another wardgate running on it?): %w", dir, err)
+		return nil, fmt.Errorf("opening database in %s (is another process using it?): %w", dir, err)
 	}
 	return db, nil
 }
