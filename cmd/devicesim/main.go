@@ -36,8 +36,13 @@ func (p *profiles) Set(s string) error {
 		return fmt.Errorf("invalid profile %q: use MODEL:HW:VERSION:CLASS:COUNT", s)
 	}
 	n, err := strconv.Atoi(f[4])
-	if err != nil || n < 1 {
-		return fmt.Errorf("invalid device count %q in profile %q", f[4], s)
+	if err != nil || n < 1 || n > sim.MaxDevices {
+		return fmt.Errorf("invalid device count %q in profile %q: use 1 to %d", f[4], s, sim.MaxDevices)
+	}
+	for i, part := range f[:3] {
+		if strings.TrimSpace(part) == "" {
+			return fmt.Errorf("invalid profile %q: %s is empty", s, []string{"MODEL", "HW", "VERSION"}[i])
+		}
 	}
 	*p = append(*p, sim.Profile{Model: f[0], HardwareRevision: f[1], Version: f[2], DeviceClass: f[3], Count: n})
 	return nil

@@ -89,6 +89,10 @@ type Summary struct {
 	Errors            int            `json:"errors"`
 }
 
+// MaxDevices bounds one run, so a typo cannot exhaust the machine's
+// memory with device certificates.
+const MaxDevices = 100000
+
 // Run simulates every device of opts.Profiles and returns when all are
 // done or ctx ends.
 func Run(ctx context.Context, opts Options) (Summary, error) {
@@ -101,10 +105,20 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	if opts.SerialPrefix == "" {
 		opts.SerialPrefix = "SIM"
 	}
+	total := 0
+	for _, p := range opts.Profiles {
+		total += p.Count
+	}
+	if total > MaxDevices {
+		return Summary{}, fmt.Errorf("%d devices requested; one run simulates at most %d", total, MaxDevices)
+	}
 	var devices []*device
 	n := 0
 	for _, p := range opts.Profiles {
 		for i := 0; i < p.Count; i++ {
+			if err := ctx.Err(); err != nil {
+				return Summary{}, err
+			}
 			n++
 			d, err := newDevice(opts, p, fmt.Sprintf("%s-%04d", opts.SerialPrefix, n), n)
 			if err != nil {
