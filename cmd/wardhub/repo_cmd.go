@@ -70,42 +70,47 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 	if *target == "" {
 		*target = path.Join(*product, *version, filepath.Base(file))
 	}
-	r, err := repo.Open(dir, *keys)
-	if err != nil {
-		return err
-	}
-	meta := cache.TargetMeta{
-		Kind:              cache.KindRelease,
-		Product:           *product,
-		Version:           *version,
-		Channel:           *channel,
-		Models:            splitList(*models, ","),
-		HardwareRevisions: splitList(*hw, ","),
-		SecurityFix:       *security,
-		AllowRollback:     *rollback,
-		InstallDuration:   cache.Duration(*duration),
-	}
-	if *requires != "" {
-		meta.Requires = map[string]string{}
-		for _, kv := range splitList(*requires, ";") {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" || v == "" {
-				return fmt.Errorf("invalid -requires entry %q: use COMPONENT=CONSTRAINT", kv)
-			}
-			meta.Requires[k] = v
-		}
-	}
-	if *sbom != "" {
-		meta.SBOM = path.Join(path.Dir(*target), filepath.Base(*sbom))
-		sbomMeta := cache.TargetMeta{Kind: cache.KindSBOM, Release: *target}
-		if err := r.AddTarget(meta.SBOM, *sbom, sbomMeta); err != nil {
+	var r *repo.Repo
+	err := repo.WithLock(dir, func() error {
+		var err error
+		r, err = repo.Open(dir, *keys)
+		if err != nil {
 			return err
 		}
-	}
-	if err := r.AddTarget(*target, file, meta); err != nil {
-		return err
-	}
-	if err := r.Publish(); err != nil {
+		meta := cache.TargetMeta{
+			Kind:              cache.KindRelease,
+			Product:           *product,
+			Version:           *version,
+			Channel:           *channel,
+			Models:            splitList(*models, ","),
+			HardwareRevisions: splitList(*hw, ","),
+			SecurityFix:       *security,
+			AllowRollback:     *rollback,
+			InstallDuration:   cache.Duration(*duration),
+		}
+		if *requires != "" {
+			meta.Requires = map[string]string{}
+			for _, kv := range splitList(*requires, ";") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" || v == "" {
+					return fmt.Errorf("invalid -requires entry %q: use COMPONENT=CONSTRAINT", kv)
+				}
+				meta.Requires[k] = v
+			}
+		}
+		if *sbom != "" {
+			meta.SBOM = path.Join(path.Dir(*target), filepath.Base(*sbom))
+			sbomMeta := cache.TargetMeta{Kind: cache.KindSBOM, Release: *target}
+			if err := r.AddTarget(meta.SBOM, *sbom, sbomMeta); err != nil {
+				return err
+			}
+		}
+		if err := r.AddTarget(*target, file, meta); err != nil {
+			return err
+		}
+		return r.Publish()
+	})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "published %s %s as %s (targets version %d)\n", *product, *version, *target, r.TargetsVersion())

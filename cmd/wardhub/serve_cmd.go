@@ -17,6 +17,7 @@ import (
 
 	"github.com/wardgate/wardgate/cmd/wardhub/analytics"
 	"github.com/wardgate/wardgate/cmd/wardhub/hub"
+	"github.com/wardgate/wardgate/cmd/wardhub/repo"
 	"github.com/wardgate/wardgate/gateway/pki"
 	"github.com/wardgate/wardgate/gateway/store"
 )
@@ -30,6 +31,7 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	certLifetime := fs.Duration("cert-lifetime", hub.DefaultCertLifetime, "lifetime of gateway certificates issued at enrolment and renewal")
 	admin := fs.String("admin", "127.0.0.1:4480", "TCP address for /metrics, /v1/stats and the analytics API; empty disables")
 	fresh := fs.Bool("new", false, "create a new hub identity (gateway CA) when -data has none")
+	keys := fs.String("keys", "", "repository keys folder; when it exists the hub re-signs the timestamp before it expires (default REPO-keys)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +74,57 @@ func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx)
+	if *keys == "" {
+		*keys = repo.DefaultKeysDir(*repoDir)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	if _, err := os.Stat(*keys); err == nil {
+		go func() {
+			defer close(done)
+			keepTimestampFresh(ctx, *repoDir, *keys, log)
+		}()
+	} else {
+		close(done)
+		log.Warn("no repository keys: the timestamp is not re-signed and gateways stop offering releases when it expires", "keys", *keys)
+	}
+	err = srv.Run(ctx)
+	cancel()
+	<-done
+	return err
+}
+
+// keepTimestampFresh re-signs the repository's timestamp once half of
+// its lifetime has passed, so gateways never see it expire while the hub
+// runs. Only the timestamp role changes; its key is the one online key.
+func keepTimestampFresh(ctx context.Context, repoDir, keysDir string, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		err := repo.WithLock(repoDir, func() error {
+			r, err := repo.Open(repoDir, keysDir)
+			if err != nil {
+				return err
+			}
+			if time.Until(r.TimestampExpires()) > repo.TimestampLifetime/2 {
+				return nil
+			}
+			if err := r.RefreshTimestamp(); err != nil {
+				return err
+			}
+			log.Info("timestamp re-signed", "expires", r.TimestampExpires())
+			return nil
+		})
+		if err != nil {
+			log.Error("re-signing the timestamp failed; retrying in a minute", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func cmdEnroll(args []string, stdout io.Writer) error {

@@ -108,3 +108,28 @@ func TestAddTargetRejects(t *testing.T) {
 		t.Errorf("re-adding identical content: %v", err)
 	}
 }
+
+func TestRefreshTimestampUnderLock(t *testing.T) {
+	r, dir := newRepo(t)
+	before := r.TimestampExpires()
+	err := WithLock(dir, func() error {
+		again, err := Open(dir, DefaultKeysDir(dir))
+		if err != nil {
+			return err
+		}
+		return again.RefreshTimestamp()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Open(dir, DefaultKeysDir(dir))
+	if err != nil {
+		t.Fatalf("reopening after the re-sign: %v", err)
+	}
+	if !after.TimestampExpires().After(before) && !after.TimestampExpires().Equal(before) {
+		t.Errorf("timestamp expiry moved back from %s to %s", before, after.TimestampExpires())
+	}
+	if got, want := after.timestamp.Signed.Version, r.timestamp.Signed.Version+1; got != want {
+		t.Errorf("timestamp version %d, want %d", got, want)
+	}
+}
