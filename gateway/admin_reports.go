@@ -108,6 +108,8 @@ func (g *Gateway) apiSBOM(w http.ResponseWriter, r *http.Request, _ TokenInfo) {
 		var dev discovery.Device
 		if dev, err = g.lookupDevice(r, r.URL.Query().Get("device")); err == nil {
 			rep, err = f.idx.DeviceComponents(indexID(dev))
+			// The index escapes ids; the report names the device plainly.
+			rep.Device = dev.Manufacturer + "/" + dev.Serial
 		}
 	}
 	if err != nil {

@@ -64,6 +64,12 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 	if len(splitList(*models, ",")) == 0 {
 		return fmt.Errorf("invalid -models %q: name at least one device model", *models)
 	}
+	if strings.TrimSpace(*hw) != "" && len(splitList(*hw, ",")) == 0 {
+		return fmt.Errorf("invalid -hw-revisions %q: name at least one revision, or leave it out for every revision", *hw)
+	}
+	if *duration <= 0 {
+		return fmt.Errorf("invalid -install-duration %s: it must be positive", *duration)
+	}
 	if *keys == "" {
 		*keys = repo.DefaultKeysDir(dir)
 	}

@@ -142,6 +142,17 @@ func Open(dir, keysDir string) (*Repo, error) {
 	if err := r.verifyOnDisk(); err != nil {
 		return nil, err
 	}
+	versioned, err := os.ReadFile(filepath.Join(md, strconv.FormatInt(r.root.Signed.Version, 10)+".root.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the versioned root: %w", err)
+	}
+	current, err := os.ReadFile(filepath.Join(md, "root.json"))
+	if err != nil {
+		return nil, err
+	}
+	if string(versioned) != string(current) {
+		return nil, fmt.Errorf("%d.root.json and root.json of repository %s differ (was one edited by hand?): restore them from a backup", r.root.Signed.Version, dir)
+	}
 	return r, nil
 }
 
@@ -215,15 +226,20 @@ func (r *Repo) AddTarget(targetPath, localPath string, custom any) error {
 	if err != nil {
 		return fmt.Errorf("hashing %s: %w", localPath, err)
 	}
-	if old, ok := r.targets.Signed.Targets[targetPath]; ok && !old.Hashes.Equal(tf.Hashes) {
-		return fmt.Errorf("target %q is already published with other content: a released file never changes, so publish a new version under a new path", targetPath)
-	}
 	if custom != nil {
 		raw, err := toRaw(custom)
 		if err != nil {
 			return err
 		}
 		tf.Custom = raw
+	}
+	if old, ok := r.targets.Signed.Targets[targetPath]; ok {
+		if !old.Hashes.Equal(tf.Hashes) {
+			return fmt.Errorf("target %q is already published with other content: a released file never changes, so publish a new version under a new path", targetPath)
+		}
+		if !sameCustom(old.Custom, tf.Custom) {
+			return fmt.Errorf("target %q is already published with other metadata: models, revisions and requirements of a release never change, so publish a new version under a new path", targetPath)
+		}
 	}
 	dir := filepath.Join(r.dir, "targets", filepath.FromSlash(path.Dir(targetPath)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -338,6 +354,19 @@ func (r *Repo) addSigner(role string, priv ed25519.PrivateKey) error {
 		return fmt.Errorf("converting %s key: %w", role, err)
 	}
 	return r.root.Signed.AddKey(key, role)
+}
+
+func sameCustom(a, b *json.RawMessage) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var x, y any
+	if json.Unmarshal(*a, &x) != nil || json.Unmarshal(*b, &y) != nil {
+		return false
+	}
+	ax, _ := json.Marshal(x)
+	by, _ := json.Marshal(y)
+	return string(ax) == string(by)
 }
 
 func validateTargetPath(p string) error {

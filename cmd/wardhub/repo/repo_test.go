@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,37 @@ func TestRefreshTimestampUnderLock(t *testing.T) {
 	}
 	if got, want := after.timestamp.Signed.Version, r.timestamp.Signed.Version+1; got != want {
 		t.Errorf("timestamp version %d, want %d", got, want)
+	}
+}
+
+func TestAddTargetKeepsReleasedMetadata(t *testing.T) {
+	r, _ := newRepo(t)
+	img := writeFile(t, "img", "firmware")
+	first := json.RawMessage(`{"wardgate":{"kind":"release","version":"1.0.0","models":["IP-200"],"hardware_revisions":["B"]}}`)
+	if err := r.AddTarget("p/1.0.0/img", img, &first); err != nil {
+		t.Fatal(err)
+	}
+	widened := json.RawMessage(`{"wardgate":{"kind":"release","version":"1.0.0","models":["IP-200","MON-5"]}}`)
+	if err := r.AddTarget("p/1.0.0/img", img, &widened); err == nil || !strings.Contains(err.Error(), "other metadata") {
+		t.Errorf("re-adding with other metadata: got %v, want an error", err)
+	}
+	same := json.RawMessage(`{"wardgate": {"models": ["IP-200"], "kind": "release", "version": "1.0.0", "hardware_revisions": ["B"]}}`)
+	if err := r.AddTarget("p/1.0.0/img", img, &same); err != nil {
+		t.Errorf("re-adding identical metadata: %v", err)
+	}
+}
+
+func TestOpenRejectsEditedRootCopy(t *testing.T) {
+	_, dir := newRepo(t)
+	name := filepath.Join(dir, "metadata", "1.root.json")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, append(data, ' '), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, DefaultKeysDir(dir)); err == nil || !strings.Contains(err.Error(), "differ") {
+		t.Errorf("Open with an edited 1.root.json: got %v, want an error", err)
 	}
 }
