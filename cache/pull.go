@@ -111,6 +111,15 @@ func (m *Mirror) produce(fill *blob.Fill, t Target) {
 	sha := t.SHA256()
 	m.metrics.fills.Inc()
 	err := m.fillFromUpstream(fill, t)
+	// The failure backoff is recorded before the fill ends, so a device
+	// that sees the fill fail and asks again is told to come back later
+	// instead of starting another upstream fetch.
+	m.fillMu.Lock()
+	delete(m.running, sha)
+	if err != nil && m.opts.FailureBackoff > 0 && m.ctx.Err() == nil {
+		m.failures[sha] = m.opts.Now().Add(m.opts.FailureBackoff)
+	}
+	m.fillMu.Unlock()
 	if err != nil {
 		fill.Abort(err)
 		m.metrics.targetFailures.Inc()
@@ -122,12 +131,6 @@ func (m *Mirror) produce(fill *blob.Fill, t Target) {
 	} else {
 		m.log.Info("target cached", "target", t.Path, "bytes", t.Length)
 	}
-	m.fillMu.Lock()
-	delete(m.running, sha)
-	if err != nil && m.opts.FailureBackoff > 0 && m.ctx.Err() == nil {
-		m.failures[sha] = m.opts.Now().Add(m.opts.FailureBackoff)
-	}
-	m.fillMu.Unlock()
 }
 
 func (m *Mirror) fillFromUpstream(fill *blob.Fill, t Target) error {

@@ -213,8 +213,11 @@ func TestFailedFillRetryAfter(t *testing.T) {
 	}
 	waitFor(t, "the fill to end", func() bool { return g.blobs.Running(sha256hex(img)) == nil })
 	resp, _, err := get(t, g.blobURL(img))
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("download after a failed fill: %v %v, want 503 with Retry-After", resp.StatusCode, err)
+	if err != nil {
+		t.Fatalf("download after a failed fill: %v, want 503 with Retry-After", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("download after a failed fill: %d with Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	if n := up.count(name); n != 1 {
 		t.Errorf("upstream requests: got %d, want 1 during the backoff", n)
