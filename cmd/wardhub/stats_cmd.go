@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/wardgate/wardgate/cmd/wardhub/analytics"
@@ -32,7 +34,11 @@ func cmdStats(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	rows := cells.Rows
-	fmt.Fprintf(stdout, "gateway connections opened:  %d (by site: %v)\n", st.ConnectionsAccepted, st.ConnectionsBySite)
+	fmt.Fprintf(stdout, "gateway connections opened:  %d\n", st.ConnectionsAccepted)
+	sites := slices.Sorted(maps.Keys(st.ConnectionsBySite))
+	for _, site := range sites {
+		fmt.Fprintf(stdout, "  %-40s %d\n", site, st.ConnectionsBySite[site])
+	}
 	fmt.Fprintf(stdout, "telemetry uploads stored:    %d (%d duplicates ignored)\n", st.TelemetryBatches, st.TelemetryDuplicates)
 	fmt.Fprintf(stdout, "install outcomes received:   %d\n", st.InstallResults)
 	var total uint64
