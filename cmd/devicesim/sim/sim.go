@@ -1,8 +1,9 @@
 // Package sim runs simulated medical devices against a gateway's device
-// API: each has its own client certificate, model and version, checks
-// in, downloads its offer and checks its hashes (some also verify it
-// with a go-tuf client pointed at the gateway's mirror), "installs" it,
-// reports, checks in again on the new version, and sends telemetry.
+// API. Each device has its own client certificate, model and version.
+// It checks in, downloads its offer and checks the hashes, and some
+// devices also verify the offer with a go-tuf client against the
+// gateway's mirror. Then it "installs" the release, reports, checks in
+// again on the new version, and sends telemetry.
 package sim
 
 import (
@@ -60,7 +61,7 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// Result is what one device did.
+// Result is the record of one simulated device's run.
 type Result struct {
 	Serial, Model, HardwareRevision string
 	StartVersion, EndVersion        string
@@ -310,7 +311,7 @@ func (d *device) download(ctx context.Context, o wire.Offer) ([]byte, string, er
 		return nil, "", fmt.Errorf("downloading %s: %w", o.Target, err)
 	}
 	if int64(buf.Len()) != o.Length {
-		return nil, "", fmt.Errorf("downloaded %d bytes of %s, offer says %d", buf.Len(), o.Target, o.Length)
+		return nil, "", fmt.Errorf("downloaded %d bytes of %s, but the offer lists %d", buf.Len(), o.Target, o.Length)
 	}
 	for alg, want := range o.Hashes {
 		h, ok := hashers[alg]
@@ -318,7 +319,7 @@ func (d *device) download(ctx context.Context, o wire.Offer) ([]byte, string, er
 			continue
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != want {
-			return nil, "", fmt.Errorf("%s of %s is %s, offer says %s", alg, o.Target, got, want)
+			return nil, "", fmt.Errorf("%s of %s is %s, but the offer lists %s", alg, o.Target, got, want)
 		}
 	}
 	return buf.Bytes(), hex.EncodeToString(hashers["sha256"].Sum(nil)), nil
