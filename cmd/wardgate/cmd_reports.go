@@ -12,14 +12,15 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/wardgate/wardgate/cmd/internal/cliflag"
 	"github.com/wardgate/wardgate/gateway"
 )
 
-// adminCommand parses the admin flags in fs and returns a client for the
-// running gateway.
+// adminCommand parses the admin flags in fs, before or after the
+// positional arguments, and returns a client for the running gateway.
 func adminCommand(fs *flag.FlagSet, args []string) (*adminClient, error) {
 	af := newAdminFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return nil, err
 	}
 	cfg, err := af.config()
@@ -32,7 +33,7 @@ func adminCommand(fs *flag.FlagSet, args []string) (*adminClient, error) {
 // cmdExplain prints the policy decision for one device and release.
 func cmdExplain(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	c, err := adminCommand(fs, reorderPositional(args))
+	c, err := adminCommand(fs, args)
 	if err != nil {
 		return err
 	}
@@ -57,7 +58,7 @@ func cmdSBOM(ctx context.Context, args []string, stdout io.Writer) error {
 	release := fs.String("release", "", "list the components of this cached release instead of a device")
 	licenses := fs.Bool("licenses", false, "report license findings of every cached release")
 	format := fs.String("format", "json", "output format: json or csv")
-	c, err := adminCommand(fs, reorderPositional(args))
+	c, err := adminCommand(fs, args)
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func cmdSBOM(ctx context.Context, args []string, stdout io.Writer) error {
 // cmdExposure prints the devices exposed to a vulnerability id.
 func cmdExposure(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("exposure", flag.ContinueOnError)
-	c, err := adminCommand(fs, reorderPositional(args))
+	c, err := adminCommand(fs, args)
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func cmdAdvisories(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("advisories needs a subcommand: import FILE...")
 	}
 	fs := flag.NewFlagSet("advisories import", flag.ContinueOnError)
-	c, err := adminCommand(fs, reorderPositional(args[1:]))
+	c, err := adminCommand(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -171,34 +172,4 @@ func copyAnswer(ctx context.Context, c *adminClient, path string, w io.Writer) e
 	defer resp.Body.Close()
 	_, err = io.Copy(w, resp.Body)
 	return err
-}
-
-// reorderPositional moves flags ahead of positional arguments, so that
-// "explain DEV REL -token T" works like "explain -token T DEV REL". Every
-// flag of these commands takes a value except the listed booleans.
-func reorderPositional(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if len(a) > 1 && a[0] == '-' {
-			flags = append(flags, a)
-			boolean := a == "-licenses" || a == "--licenses"
-			if !boolean && !containsEq(a) && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return append(flags, pos...)
-}
-
-func containsEq(s string) bool {
-	for _, c := range s {
-		if c == '=' {
-			return true
-		}
-	}
-	return false
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/cache"
+	"github.com/wardgate/wardgate/cmd/internal/cliflag"
 	"github.com/wardgate/wardgate/cmd/wardhub/repo"
 )
 
@@ -46,7 +47,7 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 	security := fs.Bool("security-fix", false, "mark the release as a security fix")
 	rollback := fs.Bool("allow-rollback", false, "allow installing over a newer version")
 	duration := fs.Duration("install-duration", 10*time.Minute, "expected install time")
-	if err := fs.Parse(reorder(args)); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
@@ -128,40 +129,13 @@ func cmdRepoAdd(args []string, stdout io.Writer) error {
 var validVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*(-[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?(\+[0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?$`)
 
 func parseWithDir(fs *flag.FlagSet, args []string) (string, error) {
-	if err := fs.Parse(reorder(args)); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return "", err
 	}
 	if fs.NArg() != 1 {
 		return "", fmt.Errorf("%s needs exactly one folder argument", fs.Name())
 	}
 	return fs.Arg(0), nil
-}
-
-// reorder moves flags before positional arguments, so that both
-// "repo add DIR FILE -version 1" and "repo add -version 1 DIR FILE" work.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") && a != "-" {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return append(flags, pos...)
-}
-
-func isBoolFlag(a string) bool {
-	switch strings.TrimLeft(a, "-") {
-	case "security-fix", "allow-rollback", "h", "help":
-		return true
-	}
-	return false
 }
 
 func splitList(s, sep string) []string {
