@@ -150,20 +150,7 @@ func (s *Server) receiveTelemetry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	s.mu.Lock()
-	if dup {
-		s.stats.TelemetryDuplicates++
-	} else {
-		s.stats.TelemetryBatches++
-	}
-	s.mu.Unlock()
-	result := "stored"
-	if dup {
-		result = "duplicate"
-	}
-	s.metrics.uploads.WithLabelValues("telemetry", result).Inc()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"duplicate": dup})
+	s.acceptUpload(w, "telemetry", dup, &s.stats.TelemetryBatches, &s.stats.TelemetryDuplicates)
 }
 
 // receiveInstallResult stores one install outcome under "ir/SITE/KEY";
@@ -197,26 +184,31 @@ func (s *Server) receiveInstallResult(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "storing install result failed", http.StatusInternalServerError)
 		return
 	}
+	s.acceptUpload(w, "install_result", dup, &s.stats.InstallResults, &s.stats.InstallDuplicates)
+}
+
+// acceptUpload counts a stored or duplicate upload of kind in the hub's
+// stats (stored and duplicates point into s.stats) and metrics, and
+// answers the gateway with whether it was a duplicate.
+func (s *Server) acceptUpload(w http.ResponseWriter, kind string, dup bool, stored, duplicates *int) {
+	result := "stored"
 	s.mu.Lock()
 	if dup {
-		s.stats.InstallDuplicates++
+		*duplicates++
+		result = "duplicate"
 	} else {
-		s.stats.InstallResults++
+		*stored++
 	}
 	s.mu.Unlock()
-	result := "stored"
-	if dup {
-		result = "duplicate"
-	}
-	s.metrics.uploads.WithLabelValues("install_result", result).Inc()
+	s.metrics.uploads.WithLabelValues(kind, result).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"duplicate": dup})
 }
 
 // serveControl holds the response open and writes one JSON line per
-// notice; a POST carries the gateway's heartbeats in its body. HTTP/3 does not let a server open a request stream, so the
-// gateway opens this one and the hub responds on it for as long as it
-// lasts.
+// notice. A POST also carries the gateway's heartbeats in its body.
+// HTTP/3 does not let a server open a request stream, so the gateway
+// opens this one and the hub responds on it for as long as it lasts.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
