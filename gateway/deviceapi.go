@@ -118,8 +118,11 @@ func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 // offers decides every cached release for the device.
 func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInResponse {
 	resp := wire.CheckInResponse{Offers: []wire.Offer{}, Withheld: []wire.Withheld{}}
+	// NOTE: every check-in audits one offer or withhold record per cached
+	// release, even when the decision has not changed since the last one.
+	//
 	// While the manufacturer's metadata has expired nothing new is
-	// offered; the reason says why and what fixes it.
+	// offered. The reason names the expiry and what fixes it.
 	expired := g.mirror.OfferAllowed()
 	for _, t := range g.mirror.Targets() {
 		if !t.HasMeta || t.Meta.Kind != cache.KindRelease {
