@@ -72,7 +72,11 @@ func newGW(t testing.TB, up *upstream, opts ...gwOption) *gw {
 	g.db = db
 	t.Cleanup(func() { _ = g.db.Close() })
 	g.open(up, opts...)
-	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	// The gateway's device server records each connection, so blob
+	// responses tune it as in production.
+	g.srv = httptest.NewUnstartedServer(http.HandlerFunc(g.serve))
+	g.srv.Config.ConnContext = ConnContext
+	g.srv.Start()
 	t.Cleanup(g.srv.Close)
 	return g
 }

@@ -2,14 +2,18 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,6 +37,10 @@ func rangeCases(etag string) []rangeCase {
 		{name: "two ranges", hdr: []string{"Range", "bytes=0-9,20-29"}, status: 206, parts: [][2]int{{0, 10}, {20, 30}}},
 		{name: "unsatisfiable range", hdr: []string{"Range", "bytes=99999999-"}, status: 416,
 			contRange: func(n int) string { return fmt.Sprintf("bytes */%d", n) }},
+		{name: "empty suffix range", hdr: []string{"Range", "bytes=-0"}, status: 416,
+			contRange: func(n int) string { return fmt.Sprintf("bytes */%d", n) }},
+		{name: "empty suffix range beside a range", hdr: []string{"Range", "bytes=-00, 0-9"}, status: 206, body: slice(0, 10),
+			contRange: func(n int) string { return fmt.Sprintf("bytes 0-9/%d", n) }},
 		{name: "If-Range with the ETag", hdr: []string{"Range", "bytes=10-19", "If-Range", etag}, status: 206, body: slice(10, 20)},
 		{name: "If-None-Match with the ETag", hdr: []string{"If-None-Match", etag}, status: 304},
 		{name: "HEAD", method: http.MethodHead, status: 200, body: func([]byte) []byte { return nil }},
@@ -157,6 +165,71 @@ func TestDeviceDownloadRanges(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestBlobResponseRestoresNoDelay checks that a committed blob sent with
+// Nagle's algorithm on leaves its keep-alive connection with TCP_NODELAY
+// set again, so the next small answer on it is not held back, and that
+// every body arrives whole.
+func TestBlobResponseRestoresNoDelay(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	if err := g.mirror.Prefetch(t.Context(), "pump/pump.img"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(g.serve))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		return ConnContext(ctx, c)
+	}
+	srv.Start()
+	defer srv.Close()
+	url := srv.URL + strings.TrimPrefix(g.blobURL(img), g.srv.URL)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	for i, rng := range []string{"", "bytes=10-19", ""} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := img
+		if rng != "" {
+			req.Header.Set("Range", rng)
+			want = img[10:20]
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(body, want) {
+			t.Fatalf("request %d (Range %q): %d bytes, err %v; want the %d expected bytes", i, rng, len(body), err, len(want))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 1 {
+		t.Fatalf("%d server connections for three keep-alive requests, want 1", len(conns))
+	}
+	raw, err := conns[0].(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodelay int
+	var serr error
+	if err := raw.Control(func(fd uintptr) { nodelay, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY) }); err != nil || serr != nil {
+		t.Fatalf("reading TCP_NODELAY: %v %v", err, serr)
+	}
+	if nodelay == 0 {
+		t.Fatal("TCP_NODELAY is off on the connection after the blob responses; a later small answer would wait for an ACK")
 	}
 }
 

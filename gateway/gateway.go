@@ -247,6 +247,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		TLSConfig:         g.deviceTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ConnContext:       cache.ConnContext,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, len(g.deviceLns)+1)

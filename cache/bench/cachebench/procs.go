@@ -182,8 +182,8 @@ func runGateway(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext}
+	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	go func() { _ = tsrv.ServeTLS(tln, "", "") }()
 	go func() { _ = srv.Serve(ln) }()
 	// SIGTERM closes in order, so the blob store records a clean shutdown

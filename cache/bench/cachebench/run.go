@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,7 +23,7 @@ const (
 	mib = 1 << 20
 	gib = 1 << 30
 	// coldRounds is how many uncached blobs each server pulls through.
-	coldRounds = 3
+	coldRounds = 5
 )
 
 // server is one process under measurement.
@@ -45,11 +47,13 @@ type bench struct {
 	ngStatic server
 	ngProxy  server
 	out      *bytes.Buffer
+	prefetch []string // the blobs the gateway caches before serving
 }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	dur := fs.Duration("dur", 5*time.Second, "length of each load run")
+	trials := fs.Int("trials", 3, "rounds of nginx and the gateway per cached-blob row")
 	outFile := fs.String("out", "", "also write the markdown results to this file")
 	coldRate := fs.Int64("cold-rate", 100*mib, "upstream bytes per second in the cold runs")
 	phases := fs.String("phases", "cached,memory,cold", "comma-separated phases to run")
@@ -72,7 +76,17 @@ func run(args []string) error {
 	}
 	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}}
 	defer b.stop()
-	specs := []blobSpec{{"b100m.img", 100 * mib}, {"b1g.img", gib}, {"b2g.img", 2 * gib}}
+	// Only the blobs the chosen phases read are written and cached.
+	specs := []blobSpec{{"b100m.img", 100 * mib}}
+	if strings.Contains(*phases, "cached") {
+		specs = append(specs, blobSpec{"b1g.img", gib})
+	}
+	if strings.Contains(*phases, "memory") {
+		specs = append(specs, blobSpec{"b2g.img", 2 * gib})
+	}
+	for _, s := range specs {
+		b.prefetch = append(b.prefetch, s.Name)
+	}
 	for i := range coldRounds {
 		specs = append(specs, blobSpec{fmt.Sprintf("cold-gw-%d.img", i), 100 * mib}, blobSpec{fmt.Sprintf("cold-ngx-%d.img", i), 100 * mib})
 	}
@@ -92,7 +106,7 @@ func run(args []string) error {
 	// do not compete with the kernel's writeback.
 	syscall.Sync()
 	if strings.Contains(*phases, "cached") {
-		b.cached(*dur)
+		b.cached(*dur, max(1, *trials))
 	}
 	if strings.Contains(*phases, "memory") {
 		b.memory(*dur)
@@ -170,7 +184,7 @@ func (b *bench) startGateway() error {
 		_ = os.Remove(filepath.Join(b.dir, f))
 	}
 	gw, addr, err := b.spawn("gateway", "gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", filepath.Join(b.dir, "root.json"),
-		"-prefetch", "b100m.img,b1g.img,b2g.img", "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
+		"-prefetch", strings.Join(b.prefetch, ","), "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
 	if err != nil {
 		return err
 	}
@@ -213,27 +227,128 @@ func (b *bench) stop() {
 
 func (b *bench) url(s server, name string) string { return s.base + b.sums[name] }
 
-// cached serves committed blobs to 1, 16, 64 and 256 clients.
-func (b *bench) cached(dur time.Duration) {
+// cached serves committed blobs to 1, 16, 64 and 256 clients. Each row
+// runs trials rounds of nginx and the gateway over plain HTTP, back to
+// back in alternating order, so that both see the same machine load; the
+// ratios are taken per round and their median is reported. The HTTPS
+// rows, which have no nginx counterpart, run once per row.
+func (b *bench) cached(dur time.Duration, trials int) {
 	fmt.Fprintf(b.out, "## Cached blobs\n\nEach run lasts %s; every client downloads the blob again and again. "+
+		"nginx and the gateway over HTTP run %d rounds per row, back to back in alternating order; the figures are the "+
+		"median of the rounds, with the lowest and highest in brackets. "+
 		"CPU is the server process tree's user+system time per GB sent. TTFB is request start to first body byte; "+
-		"full is request start to last byte, over completed downloads.\n\n", dur)
+		"full is request start to last byte, over completed downloads (of the median round).\n\n", dur, trials)
 	fmt.Fprintln(b.out, "| blob | clients | server | MB/s | CPU s/GB | p99 TTFB | p99 full | completed | errors |")
 	fmt.Fprintln(b.out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	var ratios bytes.Buffer
+	fmt.Fprintln(&ratios, "| blob | clients | throughput gateway/nginx | CPU per GB gateway/nginx | rounds with throughput at least nginx's | rounds with CPU per GB within 1.2x |")
+	fmt.Fprintln(&ratios, "| --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, blob := range []string{"b100m.img", "b1g.img"} {
 		for _, clients := range []int{1, 16, 64, 256} {
-			servers := []server{b.ngStatic, b.gwHTTP, b.gwHTTPS}
-			for _, s := range servers {
-				fmt.Fprintf(os.Stderr, "cached %s, %d clients, %s\n", blob, clients, s.name)
-				smp := startSampler(s.cmd.Process.Pid)
-				res := runLoad(loadSpec{URL: b.url(s, blob), Clients: clients, Duration: dur})
-				cpu, _ := smp.end()
-				gb := float64(res.Bytes) / 1e9
-				fmt.Fprintf(b.out, "| %s | %d | %s | %.0f | %.3f | %s | %s | %d | %d |\n", sizeName(blob), clients, s.name,
-					float64(res.Bytes)/1e6/dur.Seconds(), cpu/max(gb, 1e-9), ms(percentile(res.TTFB, 0.99)), ms(percentile(res.Full, 0.99)), res.Completed, res.Errors)
+			var ng, gw []measured
+			for i := range trials {
+				pair := []server{b.ngStatic, b.gwHTTP}
+				if i%2 == 1 {
+					pair = []server{b.gwHTTP, b.ngStatic}
+				}
+				for _, s := range pair {
+					m := b.measure(s, blob, clients, dur)
+					if s == b.ngStatic {
+						ng = append(ng, m)
+					} else {
+						gw = append(gw, m)
+					}
+				}
 			}
+			tls := b.measure(b.gwHTTPS, blob, clients, dur)
+			for _, row := range []struct {
+				s  server
+				ms []measured
+			}{{b.ngStatic, ng}, {b.gwHTTP, gw}, {b.gwHTTPS, []measured{tls}}} {
+				fmt.Fprintf(b.out, "| %s | %d | %s | %s | %s | %s | %s | %d | %d |\n", sizeName(blob), clients, row.s.name,
+					spread(row.ms, func(m measured) float64 { return m.mbps }, "%.0f"),
+					spread(row.ms, func(m measured) float64 { return m.cpuPerGB }, "%.3f"),
+					ms(medianRound(row.ms).ttfb99), ms(medianRound(row.ms).full99), medianRound(row.ms).completed, sumErrors(row.ms))
+			}
+			var tput, cpu []float64
+			tputOK, cpuOK := 0, 0
+			for i := range ng {
+				t, c := gw[i].mbps/ng[i].mbps, gw[i].cpuPerGB/ng[i].cpuPerGB
+				tput, cpu = append(tput, t), append(cpu, c)
+				if t >= 1 {
+					tputOK++
+				}
+				if c <= 1.2 {
+					cpuOK++
+				}
+			}
+			fmt.Fprintf(&ratios, "| %s | %d | %.2f | %.2f | %d of %d | %d of %d |\n", sizeName(blob), clients,
+				median(tput), median(cpu), tputOK, len(ng), cpuOK, len(ng))
 		}
 	}
+	fmt.Fprintf(b.out, "\nRatios per round (gateway over HTTP against nginx in the same round), median of %d rounds:\n\n", trials)
+	b.out.Write(ratios.Bytes())
+}
+
+// measured is one load run against one server.
+type measured struct {
+	mbps, cpuPerGB  float64
+	ttfb99, full99  time.Duration
+	completed, errs int
+}
+
+func (b *bench) measure(s server, blob string, clients int, dur time.Duration) measured {
+	fmt.Fprintf(os.Stderr, "cached %s, %d clients, %s\n", blob, clients, s.name)
+	smp := startSampler(s.cmd.Process.Pid)
+	res := runLoad(loadSpec{URL: b.url(s, blob), Clients: clients, Duration: dur})
+	cpu, _ := smp.end()
+	gb := float64(res.Bytes) / 1e9
+	return measured{
+		mbps: float64(res.Bytes) / 1e6 / dur.Seconds(), cpuPerGB: cpu / max(gb, 1e-9),
+		ttfb99: percentile(res.TTFB, 0.99), full99: percentile(res.Full, 0.99), completed: res.Completed, errs: res.Errors,
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// spread formats the median of the rounds and, with more than one round,
+// the lowest and highest.
+func spread(ms []measured, get func(measured) float64, format string) string {
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = get(m)
+	}
+	out := fmt.Sprintf(format, median(v))
+	if len(v) > 1 {
+		out += fmt.Sprintf(" ("+format+"–"+format+")", slices.Min(v), slices.Max(v))
+	}
+	return out
+}
+
+// medianRound is the round whose throughput is the median, for the
+// latency columns.
+func medianRound(ms []measured) measured {
+	s := slices.Clone(ms)
+	slices.SortFunc(s, func(a, b measured) int { return cmp.Compare(a.mbps, b.mbps) })
+	return s[(len(s)-1)/2]
+}
+
+func sumErrors(ms []measured) int {
+	n := 0
+	for _, m := range ms {
+		n += m.errs
+	}
+	return n
 }
 
 // memory measures peak RSS with 1000 slow clients and with 256 clients
@@ -297,6 +412,7 @@ func (b *bench) cold(rate int64) {
 			coldRun{b.gwCold, b.url(b.gwCold, gw), "targets/" + b.sums[gw] + "." + gw},
 			coldRun{b.ngProxy, b.ngProxy.base + b.sums[ngx] + "." + ngx, "targets/" + b.sums[ngx] + "." + ngx})
 	}
+	all := map[string][]time.Duration{}
 	for _, c := range runs {
 		fmt.Fprintf(os.Stderr, "cold: %s\n", c.s.name)
 		var wg sync.WaitGroup
@@ -318,9 +434,15 @@ func (b *bench) cold(rate int64) {
 			}()
 		}
 		wg.Wait()
+		all[c.s.name] = append(all[c.s.name], ttfb...)
 		sent := upstreamSent(b.slowUp, c.path)
 		fmt.Fprintf(b.out, "| %s | %.4f | %s | %s | %s | %v |\n", c.s.name, float64(sent)/float64(100*mib),
 			ms(percentile(ttfb, 0.5)), ms(percentile(ttfb, 0.99)), ms(percentile(ttfb, 1)), complete)
+	}
+	fmt.Fprintf(b.out, "\nOver all %d rounds:\n\n| server | late joiners | TTFB p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n", coldRounds)
+	for _, s := range []server{b.gwCold, b.ngProxy} {
+		t := all[s.name]
+		fmt.Fprintf(b.out, "| %s | %d | %s | %s | %s |\n", s.name, len(t), ms(percentile(t, 0.5)), ms(percentile(t, 0.99)), ms(percentile(t, 1)))
 	}
 }
 
