@@ -225,7 +225,9 @@ func TestBlobResponseRestoresNoDelay(t *testing.T) {
 	}
 	var nodelay int
 	var serr error
-	if err := raw.Control(func(fd uintptr) { nodelay, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY) }); err != nil || serr != nil {
+	if err := raw.Control(func(fd uintptr) {
+		nodelay, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+	}); err != nil || serr != nil {
 		t.Fatalf("reading TCP_NODELAY: %v %v", err, serr)
 	}
 	if nodelay == 0 {
