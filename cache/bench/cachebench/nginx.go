@@ -35,6 +35,10 @@ http {
     root %[1]s/static;
   }
   server {
+    listen %[5]s sndbuf=256k;
+    root %[1]s/static;
+  }
+  server {
     listen %[3]s;
     location / {
       proxy_pass http://%[4]s;
@@ -58,45 +62,51 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startNginx serves the targets by SHA-256 from a folder of hard links
-// and proxies to the upstream with a cache.
-func startNginx(dir, targets string, sums map[string]string, upstream string) (*exec.Cmd, string, string, error) {
+// nginxAddrs are the listen addresses of the nginx server blocks.
+type nginxAddrs struct {
+	static, sndbuf, proxy string
+}
+
+// startNginx serves the targets by SHA-256 from a folder of hard links,
+// once as documented and once with the gateway's busy send buffer, and
+// proxies to the upstream with a cache.
+func startNginx(dir, targets string, sums map[string]string, upstream string) (*exec.Cmd, nginxAddrs, error) {
+	var a nginxAddrs
 	ng := filepath.Join(dir, "nginx")
 	static := filepath.Join(ng, "static")
 	if err := os.MkdirAll(static, 0o755); err != nil {
-		return nil, "", "", err
+		return nil, a, err
 	}
 	for name, sum := range sums {
 		if err := os.Link(filepath.Join(targets, sum+"."+name), filepath.Join(static, sum)); err != nil {
-			return nil, "", "", err
+			return nil, a, err
 		}
 	}
-	staticAddr, err := freeAddr()
-	if err != nil {
-		return nil, "", "", err
-	}
-	proxyAddr, err := freeAddr()
-	if err != nil {
-		return nil, "", "", err
+	for _, p := range []*string{&a.static, &a.sndbuf, &a.proxy} {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, a, err
+		}
+		*p = addr
 	}
 	conf := filepath.Join(ng, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, ng, staticAddr, proxyAddr, upstream), 0o644); err != nil {
-		return nil, "", "", err
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, ng, a.static, a.proxy, upstream, a.sndbuf), 0o644); err != nil {
+		return nil, a, err
 	}
 	cmd := exec.Command("nginx", "-p", ng, "-c", conf)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", "", fmt.Errorf("starting nginx: %w", err)
+		return nil, a, fmt.Errorf("starting nginx: %w", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", staticAddr)
+		c, err := net.Dial("tcp", a.static)
 		if err == nil {
 			c.Close()
-			return cmd, staticAddr, proxyAddr, nil
+			return cmd, a, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
-	return nil, "", "", fmt.Errorf("nginx did not listen on %s; see %s/error.log", staticAddr, ng)
+	return nil, a, fmt.Errorf("nginx did not listen on %s; see %s/error.log", a.static, ng)
 }

@@ -45,6 +45,7 @@ type bench struct {
 	gwHTTPS  server
 	gwCold   server
 	ngStatic server
+	ngSndbuf server // nginx with the gateway's busy send buffer, for reference
 	ngProxy  server
 	out      *bytes.Buffer
 	prefetch []string // the blobs the gateway caches before serving
@@ -167,13 +168,14 @@ func (b *bench) start(coldRate int64) error {
 		return err
 	}
 	b.gwCold = server{"gateway", cold, "http://" + caddr + "/v1/blobs/sha256/"}
-	ng, static, proxy, err := startNginx(b.dir, filepath.Join(repo, "targets"), b.sums, slow)
+	ng, addrs, err := startNginx(b.dir, filepath.Join(repo, "targets"), b.sums, slow)
 	if err != nil {
 		return err
 	}
 	b.procs = append(b.procs, ng)
-	b.ngStatic = server{"nginx (HTTP, sendfile)", ng, "http://" + static + "/"}
-	b.ngProxy = server{"nginx proxy_cache_lock", ng, "http://" + proxy + "/targets/"}
+	b.ngStatic = server{"nginx (HTTP, sendfile)", ng, "http://" + addrs.static + "/"}
+	b.ngSndbuf = server{"nginx (HTTP, sendfile, sndbuf=256k)", ng, "http://" + addrs.sndbuf + "/"}
+	b.ngProxy = server{"nginx proxy_cache_lock", ng, "http://" + addrs.proxy + "/targets/"}
 	return nil
 }
 
@@ -231,7 +233,8 @@ func (b *bench) url(s server, name string) string { return s.base + b.sums[name]
 // runs trials rounds of nginx and the gateway over plain HTTP, back to
 // back in alternating order, so that both see the same machine load; the
 // ratios are taken per round and their median is reported. The HTTPS
-// rows, which have no nginx counterpart, run once per row.
+// rows, which have no nginx counterpart, and nginx with the send buffer
+// the gateway sets on busy connections run once per row, for reference.
 func (b *bench) cached(dur time.Duration, trials int) {
 	fmt.Fprintf(b.out, "## Cached blobs\n\nEach run lasts %s; every client downloads the blob again and again. "+
 		"nginx and the gateway over HTTP run %d rounds per row, back to back in alternating order; the figures are the "+
@@ -260,11 +263,12 @@ func (b *bench) cached(dur time.Duration, trials int) {
 					}
 				}
 			}
+			sndbuf := b.measure(b.ngSndbuf, blob, clients, dur)
 			tls := b.measure(b.gwHTTPS, blob, clients, dur)
 			for _, row := range []struct {
 				s  server
 				ms []measured
-			}{{b.ngStatic, ng}, {b.gwHTTP, gw}, {b.gwHTTPS, []measured{tls}}} {
+			}{{b.ngStatic, ng}, {b.gwHTTP, gw}, {b.ngSndbuf, []measured{sndbuf}}, {b.gwHTTPS, []measured{tls}}} {
 				fmt.Fprintf(b.out, "| %s | %d | %s | %s | %s | %s | %s | %d | %d |\n", sizeName(blob), clients, row.s.name,
 					spread(row.ms, func(m measured) float64 { return m.mbps }, "%.0f"),
 					spread(row.ms, func(m measured) float64 { return m.cpuPerGB }, "%.3f"),
