@@ -25,6 +25,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/wardgate/wardgate/cache/blob"
+	"github.com/wardgate/wardgate/gateway/store"
 )
 
 // crashChildEnv, when set, makes TestCrashChild run a gateway mirror
@@ -47,6 +48,10 @@ func TestCrashChild(t *testing.T) {
 	}
 	var c crashChild
 	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway's store does the same before every open.
+	if err := store.RemoveEmptyMemtables(filepath.Join(c.Dir, "db"), slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(c.Dir, "db")).WithLogger(nil).WithSyncWrites(true).

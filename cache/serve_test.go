@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"mime"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,8 +172,8 @@ func TestDeviceDownloadRanges(t *testing.T) {
 
 // TestBlobResponseRestoresNoDelay checks that a committed blob sent with
 // Nagle's algorithm on leaves its keep-alive connection with TCP_NODELAY
-// set again, so the next small answer on it is not held back, and that
-// every body arrives whole.
+// set again, so the next small response on it is not held back. It also
+// checks that every body arrives whole.
 func TestBlobResponseRestoresNoDelay(t *testing.T) {
 	r, img := smallRepo(t)
 	up := newUpstream(t, r)
@@ -231,7 +233,7 @@ func TestBlobResponseRestoresNoDelay(t *testing.T) {
 		t.Fatalf("reading TCP_NODELAY: %v %v", err, serr)
 	}
 	if nodelay == 0 {
-		t.Fatal("TCP_NODELAY is off on the connection after the blob responses; a later small answer would wait for an ACK")
+		t.Fatal("TCP_NODELAY is off on the connection after the blob responses; a later small response would wait for an ACK")
 	}
 }
 
@@ -296,5 +298,99 @@ func TestFailedFillRetryAfter(t *testing.T) {
 	}
 	if n := up.count(name); n != 1 {
 		t.Errorf("upstream requests: got %d, want 1 during the backoff", n)
+	}
+}
+
+// TestBusyDownloadSendBuffer checks the tuning of download connections on
+// real loopback sockets. A lone download keeps the kernel's autotuned send
+// buffer, and one that starts while another runs gets busySendBuffer.
+// Nagle is on while a plain connection sends a file and off after it, and
+// a TLS connection keeps TCP_NODELAY throughout.
+func TestBusyDownloadSendBuffer(t *testing.T) {
+	deadline := time.Now().Add(10 * time.Second)
+	for downloads.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d downloads of earlier tests still in flight", downloads.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accept := func() *net.TCPConn {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s.(*net.TCPConn)
+	}
+	sockopt := func(c *net.TCPConn, level, opt int) int {
+		t.Helper()
+		raw, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var serr error
+		if err := raw.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil || serr != nil {
+			t.Fatalf("getsockopt %d/%d: %v %v", level, opt, err, serr)
+		}
+		return v
+	}
+	request := func(c net.Conn) *http.Request {
+		return httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ConnContext(t.Context(), c))
+	}
+	wmemMax, err := os.ReadFile("/proc/sys/net/core/wmem_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit, err := strconv.Atoi(strings.TrimSpace(string(wmemMax)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Linux caps the requested size at wmem_max and doubles it.
+	busy := 2 * min(busySendBuffer, limit)
+
+	lone, second, overTLS := accept(), accept(), accept()
+	endLone := tuneDownload(request(lone), true)
+	if got := sockopt(lone, syscall.SOL_SOCKET, syscall.SO_SNDBUF); got == busy {
+		t.Errorf("a lone download's send buffer is %d, the busy size; want the kernel's autotuned buffer", got)
+	}
+	if sockopt(lone, syscall.IPPROTO_TCP, syscall.TCP_NODELAY) != 0 {
+		t.Error("TCP_NODELAY is on while a plain connection sends a file; want Nagle on")
+	}
+	endSecond := tuneDownload(request(second), true)
+	if got := sockopt(second, syscall.SOL_SOCKET, syscall.SO_SNDBUF); got != busy {
+		t.Errorf("a download that started beside another has a send buffer of %d, want %d", got, busy)
+	}
+	endTLS := tuneDownload(request(tls.Server(overTLS, &tls.Config{})), false)
+	if got := sockopt(overTLS, syscall.SOL_SOCKET, syscall.SO_SNDBUF); got != busy {
+		t.Errorf("a busy TLS download has a send buffer of %d, want %d", got, busy)
+	}
+	if sockopt(overTLS, syscall.IPPROTO_TCP, syscall.TCP_NODELAY) == 0 {
+		t.Error("TCP_NODELAY is off on a TLS connection; want it kept on")
+	}
+	if n := downloads.Load(); n != 3 {
+		t.Errorf("%d downloads counted, want 3", n)
+	}
+	endLone()
+	endSecond()
+	endTLS()
+	for _, c := range []*net.TCPConn{lone, second, overTLS} {
+		if sockopt(c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY) == 0 {
+			t.Errorf("TCP_NODELAY is off on %s after its download ended", c.LocalAddr())
+		}
+	}
+	if n := downloads.Load(); n != 0 {
+		t.Errorf("%d downloads counted after all ended, want 0", n)
 	}
 }

@@ -406,8 +406,31 @@ func (m *rolloutManager) syncApproved() {
 	}
 }
 
+// Backoff between attempts to prefetch an approved release that failed,
+// for example while the hub is unreachable.
+const (
+	prefetchRetryMin = time.Minute
+	prefetchRetryMax = 30 * time.Minute
+)
+
+// prefetchResult is the outcome of one prefetch of an approved release.
+type prefetchResult struct {
+	path string
+	err  error
+}
+
+// prefetchRetry is when a failed prefetch is tried again.
+type prefetchRetry struct {
+	at      time.Time
+	backoff time.Duration
+}
+
 // run ticks the rollouts every interval and pulls approved releases into
-// the cache, until ctx ends.
+// the cache, until ctx ends. A prefetch that fails is tried again on a
+// later tick while the release stays approved, with a backoff that
+// doubles from prefetchRetryMin to prefetchRetryMax. A release approved
+// while the hub was unreachable is so still cached before its window
+// opens.
 func (m *rolloutManager) run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -422,22 +445,68 @@ func (m *rolloutManager) run(ctx context.Context, interval time.Duration) {
 		}
 	}
 	m.mu.Unlock()
+	results := make(chan prefetchResult)
+	running := map[string]bool{}
+	retry := map[string]prefetchRetry{}
+	start := func(path string) {
+		if running[path] {
+			return
+		}
+		running[path] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := m.g.mirror.Prefetch(ctx, path)
+			select {
+			case results <- prefetchResult{path, err}:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			m.tick(ctx, now.UTC())
-		case path := <-m.prefetch:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := m.g.mirror.Prefetch(ctx, path); err != nil && ctx.Err() == nil {
-					m.g.log.Warn("prefetching an approved release failed; devices pull it on demand", "release", path, "err", err)
+			for path, r := range retry {
+				if now.Before(r.at) {
+					continue
 				}
-			}()
+				if !m.approved(path) {
+					delete(retry, path)
+					continue
+				}
+				start(path)
+			}
+		case path := <-m.prefetch:
+			start(path)
+		case res := <-results:
+			delete(running, res.path)
+			if res.err == nil || ctx.Err() != nil {
+				delete(retry, res.path)
+				continue
+			}
+			r := retry[res.path]
+			r.backoff = min(max(2*r.backoff, prefetchRetryMin), prefetchRetryMax)
+			r.at = time.Now().Add(r.backoff)
+			retry[res.path] = r
+			m.g.log.Warn("prefetching an approved release failed; trying again later, and devices pull it on demand meanwhile",
+				"release", res.path, "retry_in", r.backoff, "err", res.err)
 		}
 	}
+}
+
+// approved reports whether some approval still names the release at path.
+func (m *rolloutManager) approved(path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.approvals {
+		if a.Target == path {
+			return true
+		}
+	}
+	return false
 }
 
 // errNoRollouts is returned by the API when rollouts are not set up.

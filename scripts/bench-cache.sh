@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the gateway's cache serving path side by side with nginx
 # from Debian on loopback, and prints the results as markdown. Bounded:
-# about four minutes on a 2-core machine with the default 5s runs.
-#   scripts/bench-cache.sh [-dur 5s] [-out FILE] [-cold-rate BYTES_PER_S]
+# about ten minutes on a 2-core machine with the default 5s runs and 3
+# rounds per row.
+#   scripts/bench-cache.sh [-dur 5s] [-trials 3] [-phases cached,memory,cold] [-out FILE] [-cold-rate BYTES_PER_S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,12 +6,15 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardgate/wardgate/gateway/store"
 )
 
 // openDB opens a real badger DB with the gateway's settings: synced
@@ -28,6 +31,10 @@ func openDB(tb testing.TB, dir string) *badger.DB {
 type badgerDB = badger.DB
 
 func openBadgerDB(dir string) (*badger.DB, error) {
+	// The gateway's store does the same before every open.
+	if err := store.RemoveEmptyMemtables(dir, slog.New(slog.DiscardHandler)); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(dir))
 	if err != nil {
 		return nil, fmt.Errorf("opening badger in %s: %w", dir, err)

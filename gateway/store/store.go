@@ -4,9 +4,12 @@
 package store
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -19,6 +22,9 @@ func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 		return nil, fmt.Errorf("creating database folder: %w", err)
 	}
 	if err := checkFree(dir); err != nil {
+		return nil, err
+	}
+	if err := RemoveEmptyMemtables(dir, log); err != nil {
 		return nil, err
 	}
 	opts := badger.DefaultOptions(dir).
@@ -37,6 +43,36 @@ func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 		return nil, fmt.Errorf("opening database in %s (is another process using it?): %w", dir, err)
 	}
 	return db, nil
+}
+
+// RemoveEmptyMemtables deletes the empty memtable files ("NNNNN.mem") in
+// dir. badger creates such a file and then sizes it; a process killed
+// between the two leaves it empty, and badger v4 then fails every Open
+// with "Create a new file" (z.NewFile, dgraph-io/badger#2207). An empty
+// memtable holds no writes, so removing it loses nothing.
+func RemoveEmptyMemtables(dir string, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new database has nothing to remove
+	}
+	if err != nil {
+		return fmt.Errorf("listing database folder %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".mem" {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Size() != 0 {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("removing empty memtable %s left by an interrupted start: %w", p, err)
+		}
+		log.Warn("removed an empty memtable file left by an interrupted write", "file", p)
+	}
+	return nil
 }
 
 // MinFreeBytes is the free space the database's file system must have

@@ -24,6 +24,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/wardgate/wardgate/cmd/wardhub/analytics"
+	"github.com/wardgate/wardgate/gateway/store"
 	"github.com/wardgate/wardgate/gateway/telemetry"
 )
 
@@ -65,12 +66,17 @@ func childMain() int {
 	if envInt("TG_SMALLDB", 0) == 1 {
 		opts = opts.WithMemTableSize(2 << 20).WithBaseTableSize(1 << 20).WithValueLogFileSize(4 << 20).WithBlockCacheSize(1 << 20).WithValueThreshold(64 << 10)
 	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The gateway's store does the same before every open.
+	if err := store.RemoveEmptyMemtables(dir, log); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 3
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: opening badger:", err)
 		return 3
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	q, err := telemetry.OpenQueue(db, telemetry.QueueOptions{
 		Dir: dir, MinFreeBytes: envInt("TG_MINFREE", 1<<20), MaxBytes: envInt("TG_MAXBYTES", 64<<20), Logger: log,
 	})
