@@ -46,9 +46,9 @@ func Open(dir string, log *slog.Logger) (*badger.DB, error) {
 }
 
 // RemoveEmptyMemtables deletes the empty memtable files ("NNNNN.mem") in
-// dir. badger creates such a file and then sizes it; a process killed
-// between the two leaves it empty, and badger v4 then fails every Open
-// with "Create a new file" (z.NewFile, dgraph-io/badger#2207). An empty
+// dir. badger creates such a file and then sizes it, so a process killed
+// between the two leaves it empty. badger v4 then fails the next Open with
+// "Create a new file" (z.NewFile, dgraph-io/badger#2207). An empty
 // memtable holds no writes, so removing it loses nothing.
 func RemoveEmptyMemtables(dir string, log *slog.Logger) error {
 	entries, err := os.ReadDir(dir)
@@ -68,7 +68,7 @@ func RemoveEmptyMemtables(dir string, log *slog.Logger) error {
 		}
 		p := filepath.Join(dir, e.Name())
 		if err := os.Remove(p); err != nil {
-			return fmt.Errorf("removing empty memtable %s left by an interrupted start: %w", p, err)
+			return fmt.Errorf("removing empty memtable %s left by an interrupted write: %w", p, err)
 		}
 		log.Warn("removed an empty memtable file left by an interrupted write", "file", p)
 	}
