@@ -66,8 +66,9 @@ func ImportCredentials(cfg config.Config, bundleDir string, force bool) (string,
 }
 
 // checkBundle validates a bundle's files: the key matches the
-// certificate, the CA files hold certificates, the TUF root parses, and
-// the site id is a plain name. It returns the site id.
+// certificate, the CA files hold certificates, the hub CA issued the
+// certificate, the TUF root parses, and the site id is a plain name. It
+// returns the site id.
 func checkBundle(files map[string][]byte) (string, error) {
 	pair, err := tls.X509KeyPair(files[certFile], files[keyFile])
 	if err != nil {
@@ -77,6 +78,17 @@ func checkBundle(files map[string][]byte) (string, error) {
 		if !x509.NewCertPool().AppendCertsFromPEM(files[name]) {
 			return "", fmt.Errorf("%s holds no PEM certificate", name)
 		}
+	}
+	// The hub accepts only a certificate that its CA issued for client
+	// authentication, so a bundle mixed from two enrolments would fail at
+	// every connection. The check runs at the certificate's start time: an
+	// expired bundle is reported by the hub, which can renew it.
+	hubCA := x509.NewCertPool()
+	hubCA.AppendCertsFromPEM(files["hub-ca.pem"])
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{
+		Roots: hubCA, CurrentTime: pair.Leaf.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return "", fmt.Errorf("gateway.pem was not issued by the CA in hub-ca.pem (%v): use the files of one `wardhub enroll` run together", err)
 	}
 	if _, err := metadata.Root().FromBytes(files["root.json"]); err != nil {
 		return "", fmt.Errorf("root.json is not a TUF root: %w", err)

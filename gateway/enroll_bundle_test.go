@@ -61,6 +61,7 @@ func TestImportCredentialsRejects(t *testing.T) {
 		{"traversal site id", write("site-id", "../../etc"), "site-id"},
 		{"site id of another certificate", write("site-id", "site-0123456789abcdef"), "certificate is for site"},
 		{"key of another certificate", copyFrom("gateway.key", "hub-ca.pem"), "certificate and key"},
+		{"certificate from another CA", copyFrom("hub-ca.pem", "device-ca.pem"), "not issued by the CA in hub-ca.pem"},
 	}
 	cfg := e.gatewayConfig()
 	for _, tt := range tests {
