@@ -81,8 +81,9 @@ func checkBundle(files map[string][]byte) (string, error) {
 	}
 	// The hub accepts only a certificate that its CA issued for client
 	// authentication, so a bundle mixed from two enrolments would fail at
-	// every connection. The check runs at the certificate's start time: an
-	// expired bundle is reported by the hub, which can renew it.
+	// every connection. The check runs at the certificate's start time, so
+	// an expired certificate is imported and the hub's refusal names the
+	// expiry when the gateway connects.
 	hubCA := x509.NewCertPool()
 	hubCA.AppendCertsFromPEM(files["hub-ca.pem"])
 	if _, err := pair.Leaf.Verify(x509.VerifyOptions{
