@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/wardgate/wardgate/cmd/internal/cliflag"
 	"github.com/wardgate/wardgate/gateway"
@@ -161,7 +163,7 @@ func (c *adminClient) postFile(ctx context.Context, path string, body io.Reader,
 	return json.Unmarshal(data, out)
 }
 
-// copyAnswer writes a GET answer's body to w.
+// copyAnswer writes the body of a GET response to w, JSON indented.
 func copyAnswer(ctx context.Context, c *adminClient, path string, w io.Writer) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -170,6 +172,27 @@ func copyAnswer(ctx context.Context, c *adminClient, path string, w io.Writer) e
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(w, resp.Body)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		_, err = io.Copy(w, resp.Body)
+		return err
+	}
+	// JSON reports are indented for reading at a terminal; jq and other
+	// tools read them either way.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReport+1))
+	if err != nil {
+		return fmt.Errorf("reading the gateway's report: %w", err)
+	}
+	if len(data) > maxReport {
+		return fmt.Errorf("the gateway's report is larger than %d MiB: narrow the query", maxReport>>20)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, data, "", "  "); err != nil {
+		return fmt.Errorf("the gateway's report is not valid JSON: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
 	return err
 }
+
+// maxReport bounds the JSON report that copyAnswer reads into memory.
+const maxReport = 256 << 20
