@@ -104,6 +104,9 @@ func (g *Gateway) apiSBOM(w http.ResponseWriter, r *http.Request, _ TokenInfo) {
 	)
 	if release := r.URL.Query().Get("release"); release != "" {
 		rep, err = f.idx.ReleaseComponents(release)
+		if errors.Is(err, exposure.ErrUnknownRelease) {
+			err = g.whyNoSBOM(release)
+		}
 	} else {
 		var dev discovery.Device
 		if dev, err = g.lookupDevice(r, r.URL.Query().Get("device")); err == nil {
@@ -121,6 +124,19 @@ func (g *Gateway) apiSBOM(w http.ResponseWriter, r *http.Request, _ TokenInfo) {
 		return
 	}
 	writeReport(w, r, rep)
+}
+
+// whyNoSBOM returns the reason the exposure index has no SBOM for the
+// release at target, wrapping exposure.ErrUnknownRelease.
+func (g *Gateway) whyNoSBOM(target string) error {
+	files, err := g.mirror.ReleaseFiles(target)
+	if err != nil {
+		return fmt.Errorf("release %q is not a target of the verified TUF metadata; check the path: %w", target, exposure.ErrUnknownRelease)
+	}
+	if t := files[0]; !t.HasMeta || t.Meta.SBOM == "" {
+		return fmt.Errorf("release %q names no SBOM in its signed metadata, so the gateway has none for it: %w", target, exposure.ErrUnknownRelease)
+	}
+	return fmt.Errorf("the SBOM %q of release %q is not cached and indexed yet; it is fetched with the release: %w", files[0].Meta.SBOM, target, exposure.ErrUnknownRelease)
 }
 
 // apiLicenses evaluates every cached release's licenses against the

@@ -71,6 +71,12 @@ func TestAdminReports(t *testing.T) {
 			}
 		}
 	})
+	t.Run("sbom of unknown release", func(t *testing.T) {
+		status, body := apiCall(t, e, http.MethodGet, "/v1/sbom?release="+url.QueryEscape("infusion-pump/9.9.9/pump.img"), viewer, "")
+		if status != http.StatusNotFound || !strings.Contains(string(body), "not a target of the verified TUF metadata") {
+			t.Errorf("got %d %s, want 404 saying the path is not a target", status, body)
+		}
+	})
 	t.Run("sbom of device as csv", func(t *testing.T) {
 		q := url.Values{"device": {"Acme Medical/PUMP-C"}, "format": {"csv"}}
 		status, body := apiCall(t, e, http.MethodGet, "/v1/sbom?"+q.Encode(), viewer, "")
