@@ -105,7 +105,7 @@ func cmdAdvisories(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() == 0 {
 		return errors.New("advisories import needs at least one file")
 	}
-	prog := newProgress(os.Stderr, "importing advisories")
+	prog := newProgress(os.Stderr, "importing advisories").counting("files")
 	total := int64(fs.NArg())
 	for i, name := range fs.Args() {
 		f, err := os.Open(name)

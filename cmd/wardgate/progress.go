@@ -19,6 +19,7 @@ type progress struct {
 	tty   bool
 	width int
 	label string
+	noun  string // unit of a counted amount, such as "files"; empty for bytes
 
 	mu       sync.Mutex
 	lastDraw time.Time
@@ -40,8 +41,28 @@ func newProgress(w io.Writer, label string) *progress {
 	return p
 }
 
-// update reports done of total bytes (total 0: unknown) while copying
-// item.
+// counting makes p report counts of noun ("files") instead of bytes.
+func (p *progress) counting(noun string) *progress {
+	p.noun = noun
+	return p
+}
+
+// amount formats done of total (total 0: unknown) with sep between
+// them: sizes, or counts followed by p.noun.
+func (p *progress) amount(done, total int64, sep string) string {
+	switch {
+	case p.noun == "" && total <= 0:
+		return sizeText(done)
+	case p.noun == "":
+		return sizeText(done) + sep + sizeText(total)
+	case total <= 0:
+		return fmt.Sprintf("%d %s", done, p.noun)
+	}
+	return fmt.Sprintf("%d%s%d %s", done, sep, total, p.noun)
+}
+
+// update reports done of total bytes, or of the counted noun (total 0:
+// unknown), while working on item.
 func (p *progress) update(done, total int64, item string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -67,9 +88,9 @@ func (p *progress) update(done, total int64, item string) {
 
 func (p *progress) line(done, total int64, item string) string {
 	if total <= 0 {
-		return fmt.Sprintf("%s: %s (%s)", p.label, sizeText(done), item)
+		return fmt.Sprintf("%s: %s (%s)", p.label, p.amount(done, 0, ""), item)
 	}
-	return fmt.Sprintf("%s: %3d%% %s of %s (%s)", p.label, done*100/total, sizeText(done), sizeText(total), item)
+	return fmt.Sprintf("%s: %3d%% %s (%s)", p.label, done*100/total, p.amount(done, total, " of "), item)
 }
 
 func (p *progress) bar(done, total int64, item string) string {
@@ -77,7 +98,7 @@ func (p *progress) bar(done, total int64, item string) string {
 	if total > 0 {
 		pct = int(min(done*100/total, 100))
 	}
-	info := fmt.Sprintf(" %3d%% %s/%s %s", pct, sizeText(done), sizeText(total), item)
+	info := fmt.Sprintf(" %3d%% %s %s", pct, p.amount(done, total, "/"), item)
 	label := p.label + " "
 	n := max(p.width-len(label)-len(info)-3, 10)
 	filled := n * pct / 100

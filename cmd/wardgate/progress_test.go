@@ -35,6 +35,18 @@ func TestProgressPlainLines(t *testing.T) {
 	}
 }
 
+func TestProgressCountsFiles(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, "importing advisories").counting("files")
+	p.update(1, 3, "a.json")
+	if line := strings.TrimSpace(buf.String()); !strings.Contains(line, " 33% 1 of 3 files (a.json)") {
+		t.Errorf("got %q, want the share and counts of files", line)
+	}
+	if strings.Contains(buf.String(), " B") {
+		t.Errorf("a count of files is shown as bytes: %q", buf.String())
+	}
+}
+
 func TestProgressBarFitsWidth(t *testing.T) {
 	p := &progress{label: "restore", width: 60}
 	for _, done := range []int64{0, 512, 1 << 20} {
