@@ -65,6 +65,13 @@ type rolloutManager struct {
 
 	prefetch chan string // approved releases to pull into the cache
 
+	// tickInterval is how often run ticks the rollouts and retries failed
+	// prefetches, and prefetchRetryMin and prefetchRetryMax bound the
+	// retry backoff. newRolloutManager sets them from the constants of
+	// the same names, and tests shorten them before the gateway runs.
+	tickInterval                       time.Duration
+	prefetchRetryMin, prefetchRetryMax time.Duration
+
 	mu        sync.Mutex
 	approvals map[string]policy.Approval // by target\x00group
 	rollouts  map[string]*rolloutRecord
@@ -99,7 +106,9 @@ func policyConfig(p config.Policy) (policy.Config, error) {
 }
 
 func newRolloutManager(g *Gateway) (*rolloutManager, error) {
-	m := &rolloutManager{g: g, plan: g.policy.Config().Rollout, prefetch: make(chan string, 64), approvals: map[string]policy.Approval{}, rollouts: map[string]*rolloutRecord{}}
+	m := &rolloutManager{g: g, plan: g.policy.Config().Rollout, prefetch: make(chan string, 64),
+		tickInterval: rolloutTickInterval, prefetchRetryMin: prefetchRetryMin, prefetchRetryMax: prefetchRetryMax,
+		approvals: map[string]policy.Approval{}, rollouts: map[string]*rolloutRecord{}}
 	err := g.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("pol/"), PrefetchValues: true})
 		defer it.Close()
@@ -406,6 +415,10 @@ func (m *rolloutManager) syncApproved() {
 	}
 }
 
+// rolloutTickInterval is how often rollouts are checked for device
+// timeouts and wave progress.
+const rolloutTickInterval = 15 * time.Second
+
 // Backoff between attempts to prefetch an approved release that failed,
 // for example while the hub is unreachable.
 const (
@@ -425,14 +438,14 @@ type prefetchRetry struct {
 	backoff time.Duration
 }
 
-// run ticks the rollouts every interval and pulls approved releases into
-// the cache, until ctx ends. A prefetch that fails is tried again on a
-// later tick while the release stays approved, with a backoff that
-// doubles from prefetchRetryMin to prefetchRetryMax. A release approved
-// while the hub was unreachable is so still cached before its window
-// opens.
-func (m *rolloutManager) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+// run ticks the rollouts every m.tickInterval and pulls approved releases
+// into the cache, until ctx ends. A prefetch that fails is tried again on
+// a later tick while the release stays approved, with a backoff that
+// doubles from m.prefetchRetryMin to m.prefetchRetryMax. A release
+// approved while the hub was unreachable is so still cached before its
+// window opens.
+func (m *rolloutManager) run(ctx context.Context) {
+	t := time.NewTicker(m.tickInterval)
 	defer t.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -488,7 +501,7 @@ func (m *rolloutManager) run(ctx context.Context, interval time.Duration) {
 				continue
 			}
 			r := retry[res.path]
-			r.backoff = min(max(2*r.backoff, prefetchRetryMin), prefetchRetryMax)
+			r.backoff = min(max(2*r.backoff, m.prefetchRetryMin), m.prefetchRetryMax)
 			r.at = time.Now().Add(r.backoff)
 			retry[res.path] = r
 			m.g.log.Warn("prefetching an approved release failed; trying again later, and devices pull it on demand meanwhile",

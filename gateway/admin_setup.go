@@ -162,7 +162,7 @@ func (g *Gateway) runAdmin(ctx context.Context) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.rollouts.run(ctx, 15*time.Second)
+		a.rollouts.run(ctx)
 	}()
 	wg.Add(1)
 	go func() {
