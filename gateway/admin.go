@@ -21,7 +21,9 @@ func (g *Gateway) adminRoutes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", g.handleReady)
-	g.apiRoutes(mux)
+	api := http.NewServeMux()
+	g.apiRoutes(api)
+	mux.Handle("/v1/", jsonUnmatched(api))
 	if g.admin.console != nil {
 		mux.Handle("/console/", g.admin.console.Handler())
 		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -30,6 +32,41 @@ func (g *Gateway) adminRoutes() http.Handler {
 	}
 	return mux
 }
+
+// jsonUnmatched serves the requests for which mux has a route, and
+// answers the others with a JSON error as every API handler does, instead
+// of ServeMux's plain text: 404 naming the path, or 405 naming the
+// allowed methods.
+func jsonUnmatched(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &unmatchedWriter{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch {
+		case rec.status == http.StatusMethodNotAllowed:
+			allow := rec.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)
+		default:
+			writeError(w, http.StatusNotFound, "no API route for %s %s", r.Method, r.URL.Path)
+		}
+	})
+}
+
+// unmatchedWriter records the status and headers that ServeMux writes
+// for a request without a route, and drops its plain-text body.
+type unmatchedWriter struct {
+	header http.Header
+	status int
+}
+
+func (u *unmatchedWriter) Header() http.Header         { return u.header }
+func (u *unmatchedWriter) WriteHeader(status int)      { u.status = status }
+func (u *unmatchedWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // handleReady returns 200 once the gateway can serve devices: it has a
 // verified repository state to offer from.

@@ -1,0 +1,50 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/wardgate/wardgate/gateway"
+)
+
+// TestAdminUnmatchedRoutesJSON checks that admin API requests without a
+// route get a JSON error like every handler's: 404 for an unknown path,
+// 405 with Allow for a known path and another method. Known routes still
+// work, path values included.
+func TestAdminUnmatchedRoutesJSON(t *testing.T) {
+	e := newEnv(t)
+	e.startHub()
+	e.startGateway(e.adminConfig())
+	viewer := newToken(t, e.gw, "Vera Viewer", gateway.RoleViewer)
+	tests := []struct {
+		name, method, path string
+		status             int
+		want               string
+	}{
+		{"unknown path", http.MethodGet, "/v1/nope", http.StatusNotFound, "no API route for GET /v1/nope"},
+		{"wrong method", http.MethodDelete, "/v1/status", http.StatusMethodNotAllowed, "method DELETE is not allowed on /v1/status; allowed: GET"},
+		{"known route", http.MethodGet, "/v1/whoami", http.StatusOK, `"Vera Viewer"`},
+		{"route with path values", http.MethodGet, "/v1/devices/Acme%20Medical/NOPE", http.StatusNotFound, "NOPE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := apiCall(t, e, tt.method, tt.path, viewer, "")
+			if status != tt.status {
+				t.Fatalf("status %d, want %d (%s)", status, tt.status, body)
+			}
+			if !strings.Contains(string(body), tt.want) {
+				t.Errorf("body %s does not contain %q", body, tt.want)
+			}
+			if status != http.StatusOK {
+				var e struct {
+					Error string `json:"error"`
+				}
+				if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+					t.Errorf("error body %q is not JSON with an error field: %v", body, err)
+				}
+			}
+		})
+	}
+}
