@@ -33,10 +33,9 @@ func (g *Gateway) adminRoutes() http.Handler {
 	return mux
 }
 
-// jsonUnmatched serves the requests for which mux has a route, and
-// answers the others with a JSON error as every API handler does, instead
-// of ServeMux's plain text: 404 naming the path, or 405 naming the
-// allowed methods.
+// jsonUnmatched serves the requests for which mux has a route. The others
+// get a JSON error, as from every API handler, instead of ServeMux's plain
+// text: 404 naming the path, or 405 naming the allowed methods.
 func jsonUnmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)

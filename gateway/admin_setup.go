@@ -19,12 +19,14 @@ import (
 )
 
 // adminState is the admin listener's part of a gateway: API tokens,
-// approvals and rollouts, the console, audit forwarding and retention.
+// approvals and rollouts, the console, audit forwarding and retention,
+// and the last audited offer decisions.
 type adminState struct {
-	tokens   *Tokens
-	rollouts *rolloutManager
-	console  *console.Server
-	syslog   *audit.Forwarder
+	tokens     *Tokens
+	rollouts   *rolloutManager
+	console    *console.Server
+	syslog     *audit.Forwarder
+	offerAudit *offerAudit
 
 	mu         sync.Mutex
 	exposure   ExposureSource
@@ -65,7 +67,7 @@ func newPolicyEvaluator(cfg config.Config) (*policy.Evaluator, error) {
 
 // setupAdmin is called at the end of New, after the listeners are bound.
 func (g *Gateway) setupAdmin() error {
-	a := &adminState{tokens: OpenTokens(g.db), chainOK: -1}
+	a := &adminState{tokens: OpenTokens(g.db), offerAudit: newOfferAudit(), chainOK: -1}
 	g.admin = a
 	if err := g.audit.Register(g.reg); err != nil {
 		return fmt.Errorf("registering audit metrics: %w", err)

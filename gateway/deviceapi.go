@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/cache"
@@ -115,15 +117,15 @@ func (g *Gateway) handleCheckIn(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// offers decides every cached release for the device.
+// offers decides every cached release for the device and audits the
+// decisions that changed since the device's last check-in.
 func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInResponse {
 	resp := wire.CheckInResponse{Offers: []wire.Offer{}, Withheld: []wire.Withheld{}}
-	// NOTE: every check-in audits one offer or withhold record per cached
-	// release, even when the decision has not changed since the last one.
-	//
 	// While the manufacturer's metadata has expired nothing new is
-	// offered. The reason names the expiry and what fixes it.
+	// offered, and nothing is audited. The reason names the expiry and
+	// what fixes it.
 	expired := g.mirror.OfferAllowed()
+	var decided []offerDecision
 	for _, t := range g.mirror.Targets() {
 		if !t.HasMeta || t.Meta.Kind != cache.KindRelease {
 			continue
@@ -135,12 +137,15 @@ func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInRespo
 		dec := g.policy.Decide(d, policyRelease(t))
 		if dec.Offer {
 			resp.Offers = append(resp.Offers, g.offerFor(t, dec))
-			g.recordAudit(ctx, audit.Record{Actor: "gateway", Action: "release.offer", Subject: d.Key(), Details: map[string]string{"target": t.Path, "version": t.Meta.Version}})
+			decided = append(decided, offerDecision{target: t.Path, key: "offer\x00" + t.Meta.Version,
+				record: audit.Record{Actor: "gateway", Action: "release.offer", Subject: d.Key(), Details: map[string]string{"target": t.Path, "version": t.Meta.Version}}})
 			continue
 		}
 		wh := wire.Withheld{Target: t.Path, Version: t.Meta.Version}
+		key := "withhold\x00" + t.Meta.Version
 		for _, r := range dec.Blocking() {
 			wh.Reasons = append(wh.Reasons, wire.Reason{Code: r.Code, Message: r.Message})
+			key += "\x00" + r.Code
 		}
 		resp.Withheld = append(resp.Withheld, wh)
 		details := map[string]string{"target": t.Path, "version": t.Meta.Version}
@@ -148,9 +153,83 @@ func (g *Gateway) offers(ctx context.Context, d policy.Device) wire.CheckInRespo
 			details["reason"] = wh.Reasons[0].Code
 			details["message"] = wh.Reasons[0].Message
 		}
-		g.recordAudit(ctx, audit.Record{Actor: "gateway", Action: "release.withhold", Subject: d.Key(), Details: details})
+		decided = append(decided, offerDecision{target: t.Path, key: key,
+			record: audit.Record{Actor: "gateway", Action: "release.withhold", Subject: d.Key(), Details: details}})
+	}
+	if expired == nil {
+		g.auditOffers(ctx, d.Key(), decided)
 	}
 	return resp
+}
+
+// offerDecision is the decision of one check-in for one release: key
+// identifies the decision and record is its audit record.
+type offerDecision struct {
+	target string
+	key    string
+	record audit.Record
+}
+
+// offerAudit is the last audited offer decision of each device for each
+// cached release. A decision is identified by offer or withhold, the
+// release version and the codes of the blocking reasons, but not their
+// messages, because a closed window's message counts down to the
+// opening and would change at every check-in.
+//
+// It is kept in memory only, so the first check-in of each device after
+// the gateway starts audits every cached release again. A device's entry
+// holds one hash per release that was cached at its last check-in. The
+// inventory never deletes a device (retired ones stay), so an entry is
+// kept until the gateway stops.
+type offerAudit struct {
+	seed maphash.Seed
+
+	mu       sync.Mutex
+	byDevice map[string]map[string]uint64 // device key, then target path, to the hash of the decision key
+}
+
+func newOfferAudit() *offerAudit {
+	return &offerAudit{seed: maphash.MakeSeed(), byDevice: map[string]map[string]uint64{}}
+}
+
+// changed stores the decisions of a check-in of device and returns those
+// that differ from its previous check-in's, or that it had none for.
+func (a *offerAudit) changed(device string, decided []offerDecision) []offerDecision {
+	hashes := make(map[string]uint64, len(decided))
+	for _, d := range decided {
+		hashes[d.target] = maphash.String(a.seed, d.key)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev := a.byDevice[device]
+	a.byDevice[device] = hashes
+	var out []offerDecision
+	for _, d := range decided {
+		if h, ok := prev[d.target]; !ok || h != hashes[d.target] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// forget removes the device's decision for target, so that its next
+// check-in audits that decision again.
+func (a *offerAudit) forget(device, target string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.byDevice[device], target)
+}
+
+// auditOffers records the decisions of a check-in that changed since the
+// device's previous check-in. A record that fails to be written is tried
+// again at the next check-in.
+func (g *Gateway) auditOffers(ctx context.Context, device string, decided []offerDecision) {
+	for _, d := range g.admin.offerAudit.changed(device, decided) {
+		if err := g.audit.Record(ctx, d.record); err != nil {
+			g.log.Error("audit record lost", "action", d.record.Action, "subject", device, "target", d.target, "err", err)
+			g.admin.offerAudit.forget(device, d.target)
+		}
+	}
 }
 
 func (g *Gateway) offerFor(t cache.Target, dec policy.Decision) wire.Offer {
