@@ -48,3 +48,39 @@ func TestAdminUnmatchedRoutesJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceUnmatchedRoutesJSON checks the same for the device API: a
+// device that calls a path or method the gateway lacks gets a JSON error.
+func TestDeviceUnmatchedRoutesJSON(t *testing.T) {
+	e := newEnv(t)
+	e.startHub()
+	e.startGateway(e.gatewayConfig())
+	c := deviceClient(t, e, e.deviceCA(), "PUMP-9")
+	for _, tt := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/v1/updates", http.StatusNotFound},
+		{http.MethodGet, "/v1/checkin", http.StatusMethodNotAllowed},
+	} {
+		req, err := http.NewRequest(tt.method, e.gatewayURL()+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error string `json:"error"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s: status %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
+		}
+		if err != nil || !strings.Contains(body.Error, tt.path) {
+			t.Errorf("%s %s: body error %q (decoding: %v), want a JSON error naming the path", tt.method, tt.path, body.Error, err)
+		}
+	}
+}

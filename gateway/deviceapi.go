@@ -37,7 +37,7 @@ func (g *Gateway) deviceRoutes() http.Handler {
 	mux.Handle("POST /v1/telemetry", g.telemetry.handler())
 	mux.HandleFunc("GET /tuf/", g.handleMirror)
 	mux.HandleFunc("HEAD /tuf/", g.handleMirror)
-	return mux
+	return jsonUnmatched(mux)
 }
 
 // deviceIdentity is who a client certificate says the device is: the
