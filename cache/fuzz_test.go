@@ -2,7 +2,9 @@ package cache
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -57,6 +59,55 @@ func FuzzDecodeRequestPaths(f *testing.F) {
 			}
 			if again, ok := decodeMetaName(url.PathEscape(name)); !ok || again != name {
 				t.Fatalf("metadata name %q: escaping and decoding %q gives %q, %v", s, name, again, ok)
+			}
+		}
+	})
+}
+
+// FuzzNormalizeRange checks that any Range header becomes either no
+// header or a canonical byte range set of at most maxRanges ranges, each
+// within a body of the given size.
+func FuzzNormalizeRange(f *testing.F) {
+	for _, s := range []string{"bytes=0-99", "bytes=-0", "bytes=- 0", "bytes=-+0", "Bytes=0-1,5-", "items=0-1", "bytes=5-2",
+		"bytes=0-99999999999999999999", "bytes=-99999999999999999999", "bytes=,,0-1, ,", "bytes=", "bytes=1000-"} {
+		f.Add(s, int64(1000))
+	}
+	f.Fuzz(func(t *testing.T, h string, size int64) {
+		if size < 0 {
+			return
+		}
+		r := &http.Request{Header: http.Header{"Range": {h}}}
+		NormalizeRange(r, size)
+		got, ok := r.Header["Range"]
+		if !ok {
+			return
+		}
+		if len(got) != 1 {
+			t.Fatalf("%q became %d Range headers", h, len(got))
+		}
+		set, ok := strings.CutPrefix(got[0], "bytes=")
+		if !ok || set == "" {
+			t.Fatalf("%q became %q, not a byte range set", h, got[0])
+		}
+		specs := strings.Split(set, ",")
+		if len(specs) > maxRanges {
+			t.Fatalf("%q became %d ranges, more than %d", h, len(specs), maxRanges)
+		}
+		for _, spec := range specs {
+			first, last, ok := strings.Cut(spec, "-")
+			a, errA := strconv.ParseInt(first, 10, 64)
+			b, errB := strconv.ParseInt(last, 10, 64)
+			switch {
+			case !ok:
+				t.Fatalf("%q became range %q without a dash", h, spec)
+			case got[0] == "bytes="+strconv.FormatInt(size, 10)+"-":
+				// Every range was unsatisfiable: ServeContent answers 416.
+			case first == "" && (errB != nil || b <= 0 || b > size):
+				t.Fatalf("%q became suffix range %q outside 1..%d", h, spec, size)
+			case first != "" && (errA != nil || a < 0 || a >= size):
+				t.Fatalf("%q became range %q starting outside the %d bytes", h, spec, size)
+			case first != "" && last != "" && (errB != nil || b < a || b >= size):
+				t.Fatalf("%q became range %q ending outside %d..%d", h, spec, a, size-1)
 			}
 		}
 	})

@@ -109,6 +109,9 @@ func (m *Mirror) ServeTarget(w http.ResponseWriter, r *http.Request, escapedPath
 // cannot take a short or wrong body for the whole. When the target cannot
 // be served now the answer is 503 with a jittered Retry-After.
 func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Target) {
+	if m.answerFromMetadata(w, r, t) {
+		return
+	}
 	f, fill, err := m.openOrPull(t)
 	var later *RetryLaterError
 	switch {
@@ -127,7 +130,7 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		return
 	}
 	m.metrics.followers.Inc()
-	dropEmptySuffixRanges(r, t.Length)
+	NormalizeRange(r, t.Length)
 	defer tuneDownload(r, false)()
 	body := &fillBody{r: fill.NewReaderContext(r.Context()), fill: fill, ctx: r.Context(), size: t.Length}
 	defer body.r.Close()
@@ -136,6 +139,44 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		m.log.Warn("aborting a device download: the upstream fetch it followed failed", "target", t.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// answerFromMetadata responds to a HEAD, or to a GET whose If-None-Match
+// matches the blob's ETag, from the signed metadata alone when the target
+// is neither cached nor being fetched. So a device that checks a size or
+// revalidates its copy does not start a fetch of the whole blob over the
+// hospital's uplink. It reports whether it wrote the response.
+func (m *Mirror) answerFromMetadata(w http.ResponseWriter, r *http.Request, t Target) bool {
+	sha := t.SHA256()
+	if r.Method != http.MethodHead && r.Header.Get("If-None-Match") == "" {
+		return false
+	}
+	if m.opts.Blobs.Has(sha) || m.opts.Blobs.Running(sha) != nil {
+		return false
+	}
+	setBlobHeaders(w, sha)
+	if etagMatches(r.Header.Get("If-None-Match"), `"sha256:`+sha+`"`) {
+		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+	if r.Method != http.MethodHead {
+		return false
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(t.Length, 10))
+	w.WriteHeader(http.StatusOK)
+	return true
+}
+
+// etagMatches applies If-None-Match's weak comparison (RFC 9110 section
+// 13.1.2) of the header's list to etag.
+func etagMatches(header, etag string) bool {
+	for _, tag := range strings.Split(header, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || tag == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // fillBody is what http.ServeContent reads while a fill runs. It holds
@@ -217,30 +258,117 @@ func setBlobHeaders(w http.ResponseWriter, sha256hex string) {
 	h.Set("Accept-Ranges", "bytes")
 }
 
-// dropEmptySuffixRanges removes the suffix ranges of length zero
-// ("bytes=-0") from r's Range header. RFC 9110 makes them unsatisfiable,
-// but http.ServeContent responds to one with 206 and a Content-Range past
-// the end. When no range remains, the header requests the first byte past
-// the end instead, to which ServeContent responds with 416 and
-// "bytes */size". ServeContent still checks If-Range first.
-func dropEmptySuffixRanges(r *http.Request, size int64) {
+// maxRanges is the most byte ranges one request may ask for; a request
+// with more is served whole. RFC 9110 section 14.2 lets a server ignore a
+// Range header, and a response of thousands of tiny ranges costs more
+// than the blob.
+const maxRanges = 64
+
+// NormalizeRange rewrites r's Range header into the canonical form that
+// http.ServeContent handles as RFC 9110 section 14 requires, for a body
+// of size bytes. ServeContent alone accepts "+" signs and spaces inside a
+// range, responds to "bytes=-0" with 206 and a Content-Range past the
+// end, and rejects numbers too large for int64 with 416 instead of
+// reading them as "to the end".
+//
+//   - A unit other than bytes (compared without case) or a range set
+//     that is not valid syntax removes the header: the blob is served
+//     whole (section 14.2 lets a server ignore Range).
+//   - Positions past the end are clamped, so "bytes=0-99999999999999999999"
+//     is the whole blob.
+//   - Unsatisfiable ranges (a first byte at or past the end, a suffix of
+//     zero) are dropped; when none remains, the header requests the
+//     first byte past the end, to which ServeContent responds with 416
+//     and "Content-Range: bytes */size".
+//   - More than maxRanges ranges remove the header.
+func NormalizeRange(r *http.Request, size int64) {
 	h := r.Header.Get("Range")
-	spec, ok := strings.CutPrefix(h, "bytes=")
-	if !ok || !strings.Contains(spec, "-0") {
+	if strings.TrimSpace(h) == "" {
+		r.Header.Del("Range")
+		return
+	}
+	unit, set, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		r.Header.Del("Range")
 		return
 	}
 	var keep []string
-	for _, part := range strings.Split(spec, ",") {
-		p := strings.TrimSpace(part)
-		if n, isSuffix := strings.CutPrefix(p, "-"); isSuffix && strings.Trim(n, "0") == "" && n != "" {
-			continue
+	count := 0
+	for _, part := range strings.Split(set, ",") {
+		spec := strings.Trim(part, " \t")
+		if spec == "" {
+			continue // the list syntax allows empty elements
 		}
-		keep = append(keep, p)
+		count++
+		first, last, ok := strings.Cut(spec, "-")
+		if !ok || !allDigits(first) || !allDigits(last) || first == "" && last == "" {
+			r.Header.Del("Range")
+			return
+		}
+		switch {
+		case first == "":
+			if n := clampedInt(last, size); n > 0 {
+				keep = append(keep, "-"+strconv.FormatInt(n, 10))
+			}
+		case clampedInt(first, size) >= size:
+			// The first byte is past the end: unsatisfiable.
+		case last == "":
+			keep = append(keep, strconv.FormatInt(clampedInt(first, size), 10)+"-")
+		default:
+			a, b := clampedInt(first, size), clampedInt(last, size-1)
+			if b < a {
+				r.Header.Del("Range")
+				return
+			}
+			keep = append(keep, strconv.FormatInt(a, 10)+"-"+strconv.FormatInt(b, 10))
+		}
 	}
-	if len(keep) == 0 {
-		keep = []string{strconv.FormatInt(size, 10) + "-"}
+	switch {
+	case count == 0 || count > maxRanges:
+		r.Header.Del("Range")
+	case len(keep) == 0:
+		r.Header.Set("Range", "bytes="+strconv.FormatInt(size, 10)+"-")
+	default:
+		r.Header.Set("Range", "bytes="+strings.Join(keep, ","))
 	}
-	r.Header.Set("Range", "bytes="+strings.Join(keep, ","))
+}
+
+// RangeIncludesFirstByte reports whether a request receives the first
+// byte of a body of size bytes, after NormalizeRange rewrote its Range
+// header. It does when it has no Range header, or when one of its ranges
+// starts at byte 0 or is a suffix as long as the body.
+func RangeIncludesFirstByte(r *http.Request, size int64) bool {
+	set, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return true
+	}
+	for _, spec := range strings.Split(set, ",") {
+		if strings.HasPrefix(spec, "0-") || spec == "-"+strconv.FormatInt(size, 10) {
+			return size > 0
+		}
+	}
+	return false
+}
+
+// allDigits reports whether s holds only ASCII digits ("" included).
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// clampedInt parses the decimal digits s, returning limit for any value
+// above it, however many digits it has.
+func clampedInt(s string, limit int64) int64 {
+	s = strings.TrimLeft(s, "0")
+	if len(s) > 18 {
+		return limit
+	}
+	n, _ := strconv.ParseInt("0"+s, 10, 64)
+	return min(n, limit)
 }
 
 type connKey struct{}
@@ -255,7 +383,7 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // serveFile writes a committed blob file.
 func serveFile(w http.ResponseWriter, r *http.Request, f *os.File) {
 	if st, err := f.Stat(); err == nil {
-		dropEmptySuffixRanges(r, st.Size())
+		NormalizeRange(r, st.Size())
 	}
 	defer tuneDownload(r, true)()
 	http.ServeContent(w, r, "", time.Time{}, f)

@@ -43,6 +43,26 @@ func rangeCases(etag string) []rangeCase {
 			contRange: func(n int) string { return fmt.Sprintf("bytes */%d", n) }},
 		{name: "empty suffix range beside a range", hdr: []string{"Range", "bytes=-00, 0-9"}, status: 206, body: slice(0, 10),
 			contRange: func(n int) string { return fmt.Sprintf("bytes 0-9/%d", n) }},
+		{name: "space in a suffix range", hdr: []string{"Range", "bytes=- 0"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "plus sign in a suffix range", hdr: []string{"Range", "bytes=-+0"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "unknown range unit", hdr: []string{"Range", "items=0-1"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "last before first", hdr: []string{"Range", "bytes=5-2"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "too many ranges", hdr: []string{"Range", "bytes=0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
+		{name: "capitalised unit", hdr: []string{"Range", "Bytes=0-9"}, status: 206, body: slice(0, 10),
+			contRange: func(n int) string { return fmt.Sprintf("bytes 0-9/%d", n) }},
+		{name: "last position past int64", hdr: []string{"Range", "bytes=0-99999999999999999999"}, status: 206, needsAll: true,
+			body:      func(img []byte) []byte { return img },
+			contRange: func(n int) string { return fmt.Sprintf("bytes 0-%d/%d", n-1, n) }},
+		{name: "suffix past int64", hdr: []string{"Range", "bytes=-99999999999999999999"}, status: 206, needsAll: true,
+			body:      func(img []byte) []byte { return img },
+			contRange: func(n int) string { return fmt.Sprintf("bytes 0-%d/%d", n-1, n) }},
+		{name: "first position past int64", hdr: []string{"Range", "bytes=99999999999999999999-"}, status: 416,
+			contRange: func(n int) string { return fmt.Sprintf("bytes */%d", n) }},
 		{name: "If-Range with the ETag", hdr: []string{"Range", "bytes=10-19", "If-Range", etag}, status: 206, body: slice(10, 20)},
 		{name: "If-None-Match with the ETag", hdr: []string{"If-None-Match", etag}, status: 304},
 		{name: "HEAD", method: http.MethodHead, status: 200, body: func([]byte) []byte { return nil }},
@@ -234,6 +254,60 @@ func TestBlobResponseRestoresNoDelay(t *testing.T) {
 	}
 	if nodelay == 0 {
 		t.Fatal("TCP_NODELAY is off on the connection after the blob responses; a later small response would wait for an ACK")
+	}
+}
+
+// TestUncachedHeadNoFetch checks that a HEAD, and a GET whose
+// If-None-Match holds the ETag, of an uncached target are answered from
+// its signed metadata without an upstream fetch, and that a plain GET
+// still pulls it through.
+func TestUncachedHeadNoFetch(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	name := targetName("pump/pump.img", img)
+	etag := `"sha256:` + sha256hex(img) + `"`
+	for _, tc := range []struct {
+		method, inm string
+		status      int
+	}{
+		{http.MethodHead, "", http.StatusOK},
+		{http.MethodGet, "W/" + etag, http.StatusNotModified},
+		{http.MethodGet, `"sha256:00", ` + etag, http.StatusNotModified},
+		{http.MethodHead, "*", http.StatusNotModified},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), tc.method, g.blobURL(img), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.inm != "" {
+			req.Header.Set("If-None-Match", tc.inm)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s with If-None-Match %q: status %d, want %d", tc.method, tc.inm, resp.StatusCode, tc.status)
+		}
+		if got := resp.Header.Get("ETag"); got != etag {
+			t.Errorf("%s with If-None-Match %q: ETag %q, want %q", tc.method, tc.inm, got, etag)
+		}
+		if tc.status == http.StatusOK && resp.ContentLength != int64(len(img)) {
+			t.Errorf("HEAD: Content-Length %d, want %d", resp.ContentLength, len(img))
+		}
+	}
+	if n := up.count(name); n != 0 {
+		t.Fatalf("%d upstream requests for the target after HEAD and conditional GETs, want 0", n)
+	}
+	resp, body, err := get(t, g.blobURL(img))
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, img) {
+		t.Fatalf("GET: %d bytes, err %v; want 200 and the blob", len(body), err)
+	}
+	if n := up.count(name); n != 1 {
+		t.Errorf("%d upstream requests after the GET, want 1", n)
 	}
 }
 

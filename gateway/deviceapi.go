@@ -323,12 +323,25 @@ func (g *Gateway) authorizeDownload(r *http.Request, id deviceIdentity, t cache.
 }
 
 func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, id deviceIdentity, t cache.Target) {
-	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
-		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": t.Path}})
-	}
+	g.auditDownload(r, id, t)
 	// An uncached target is pulled through: this device and any other
 	// asking for it follow one upstream fetch.
 	g.mirror.ServeTargetBlob(w, r, t)
+}
+
+// auditDownload records a device's download of t when the request
+// receives the blob's first byte: a GET of the whole blob, or a Range
+// request from byte 0 (as a download in chunks or a TUF client starts).
+// Later chunks and resumes of the same download are not recorded again.
+func (g *Gateway) auditDownload(r *http.Request, id deviceIdentity, t cache.Target) {
+	if r.Method != http.MethodGet {
+		return
+	}
+	cache.NormalizeRange(r, t.Length)
+	if !cache.RangeIncludesFirstByte(r, t.Length) {
+		return
+	}
+	g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": t.Path}})
 }
 
 func isSHA256Hex(s string) bool {
@@ -371,6 +384,7 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 			denied.write(w)
 			return
 		}
+		g.auditDownload(r, id, t)
 		g.mirror.ServeTarget(w, r, name)
 	default:
 		http.NotFound(w, r)
