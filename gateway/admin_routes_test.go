@@ -84,3 +84,27 @@ func TestDeviceUnmatchedRoutesJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceAPIHTTP11Only checks that a device client offering HTTP/2 in
+// ALPN gets HTTP/1.1, the only protocol the device API serves.
+func TestDeviceAPIHTTP11Only(t *testing.T) {
+	e := newEnv(t)
+	e.startHub()
+	e.startGateway(e.gatewayConfig())
+	c := deviceClient(t, e, e.deviceCA(), "PUMP-9")
+	c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	resp, err := c.Get(e.gatewayURL() + "/v1/blobs/sha256/" + strings.Repeat("0", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Proto != "HTTP/1.1" {
+		t.Errorf("device API answered over %s, want HTTP/1.1", resp.Proto)
+	}
+	if resp.TLS == nil {
+		t.Fatal("the device API answered without TLS")
+	}
+	if resp.TLS.NegotiatedProtocol == "h2" {
+		t.Error("TLS negotiated h2, want http/1.1")
+	}
+}

@@ -69,7 +69,12 @@ func (g *Gateway) deviceTLSConfig(creds string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
 		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
+		// HTTP/1.1 only: devices download images of hundreds of megabytes,
+		// and Go's HTTP/2 server moved them at about half the throughput
+		// and twice the CPU per byte of HTTP/1.1 over the same TLS
+		// (docs/BENCHMARKS.md). A device needs no multiplexing for its few
+		// requests.
+		NextProtos: []string{"http/1.1"},
 	}
 	if pool == nil {
 		conf.ClientCAs = emptyPool()

@@ -32,15 +32,20 @@ type loadSpec struct {
 	// Rate bounds each client's reading, in bytes per second; 0 reads as
 	// fast as the server sends.
 	Rate int64
+	// HTTP2 makes each client negotiate HTTP/2 on a connection of its
+	// own, as separate devices do; HTTP/2 would otherwise multiplex every
+	// client over one connection.
+	HTTP2 bool
 }
 
-func newClient(clients int) *http.Client {
+func newClient(clients int, http2 bool) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        clients,
 		MaxIdleConnsPerHost: clients,
 		DisableCompression:  true,
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // loopback bench against a self-signed certificate
 		ReadBufferSize:      256 << 10,
+		ForceAttemptHTTP2:   http2,
 	}}
 }
 
@@ -50,8 +55,8 @@ func newClient(clients int) *http.Client {
 func runLoad(spec loadSpec) loadResult {
 	ctx, cancel := context.WithTimeout(context.Background(), spec.Duration)
 	defer cancel()
-	client := newClient(spec.Clients)
-	defer client.CloseIdleConnections()
+	shared := newClient(spec.Clients, false)
+	defer shared.CloseIdleConnections()
 	var total atomic.Int64
 	var mu sync.Mutex
 	var res loadResult
@@ -60,6 +65,11 @@ func runLoad(spec loadSpec) loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			client := shared
+			if spec.HTTP2 {
+				client = newClient(1, true)
+				defer client.CloseIdleConnections()
+			}
 			buf := make([]byte, 256<<10)
 			for ctx.Err() == nil {
 				ttfb, full, ok := download(ctx, client, spec, buf, &total)

@@ -121,6 +121,7 @@ func runGateway(args []string) error {
 	addrFile := fs.String("addr-file", "", "file for the HTTP address")
 	tlsAddrFile := fs.String("tls-addr-file", "", "file for the HTTPS address")
 	prefetch := fs.String("prefetch", "", "comma-separated targets to cache before serving")
+	http2 := fs.Bool("http2", false, "offer HTTP/2 on the HTTPS listener, which the gateway's device API does not")
 	_ = fs.Parse(args)
 	root, err := os.ReadFile(*rootFile)
 	if err != nil {
@@ -183,7 +184,14 @@ func runGateway(args []string) error {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext}
-	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	// Like the gateway's device API, HTTPS offers HTTP/1.1 only unless
+	// -http2 asks for the comparison.
+	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext,
+		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}},
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	if *http2 {
+		tsrv.TLSConfig.NextProtos, tsrv.TLSNextProto = nil, nil
+	}
 	go func() { _ = tsrv.ServeTLS(tln, "", "") }()
 	go func() { _ = srv.Serve(ln) }()
 	// SIGTERM closes in order, so the blob store records a clean shutdown

@@ -28,9 +28,10 @@ const (
 
 // server is one process under measurement.
 type server struct {
-	name string
-	cmd  *exec.Cmd
-	base string // URL prefix of a blob, to which the SHA-256 or name is added
+	name  string
+	cmd   *exec.Cmd
+	base  string // URL prefix of a blob, to which the SHA-256 or name is added
+	http2 bool   // clients negotiate HTTP/2, each on its own connection
 }
 
 // bench holds the running processes and the repository.
@@ -43,12 +44,14 @@ type bench struct {
 	slowUp   string // rate-limited upstream URL for the cold runs
 	gwHTTP   server
 	gwHTTPS  server
+	gwHTTP2  server // the HTTPS listener with HTTP/2, as Go and curl devices negotiate it
 	gwCold   server
 	ngStatic server
 	ngSndbuf server // nginx with the gateway's busy send buffer, for reference
 	ngProxy  server
 	out      *bytes.Buffer
 	prefetch []string // the blobs the gateway caches before serving
+	http2    bool     // the gateway offers HTTP/2 and the HTTP/2 rows run
 }
 
 func run(args []string) error {
@@ -58,6 +61,7 @@ func run(args []string) error {
 	outFile := fs.String("out", "", "also write the markdown results to this file")
 	coldRate := fs.Int64("cold-rate", 100*mib, "upstream bytes per second in the cold runs")
 	phases := fs.String("phases", "cached,memory,cold", "comma-separated phases to run")
+	http2 := fs.Bool("http2", false, "also measure HTTPS with HTTP/2, which the gateway's device API does not offer")
 	_ = fs.Parse(args)
 	if _, err := exec.LookPath("nginx"); err != nil {
 		return errors.New("nginx is not installed: apt-get install nginx-light (with a policy-rc.d that exits 101 so it does not start)")
@@ -75,7 +79,7 @@ func run(args []string) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}}
+	b := &bench{dir: dir, self: self, out: &bytes.Buffer{}, http2: *http2}
 	defer b.stop()
 	// Only the blobs the chosen phases read are written and cached.
 	specs := []blobSpec{{"b100m.img", 100 * mib}}
@@ -167,15 +171,15 @@ func (b *bench) start(coldRate int64) error {
 	if err != nil {
 		return err
 	}
-	b.gwCold = server{"gateway", cold, "http://" + caddr + "/v1/blobs/sha256/"}
+	b.gwCold = server{name: "gateway", cmd: cold, base: "http://" + caddr + "/v1/blobs/sha256/"}
 	ng, addrs, err := startNginx(b.dir, filepath.Join(repo, "targets"), b.sums, slow)
 	if err != nil {
 		return err
 	}
 	b.procs = append(b.procs, ng)
-	b.ngStatic = server{"nginx (HTTP, sendfile)", ng, "http://" + addrs.static + "/"}
-	b.ngSndbuf = server{"nginx (HTTP, sendfile, sndbuf=256k)", ng, "http://" + addrs.sndbuf + "/"}
-	b.ngProxy = server{"nginx proxy_cache_lock", ng, "http://" + addrs.proxy + "/targets/"}
+	b.ngStatic = server{name: "nginx (HTTP, sendfile)", cmd: ng, base: "http://" + addrs.static + "/"}
+	b.ngSndbuf = server{name: "nginx (HTTP, sendfile, sndbuf=256k)", cmd: ng, base: "http://" + addrs.sndbuf + "/"}
+	b.ngProxy = server{name: "nginx proxy_cache_lock", cmd: ng, base: "http://" + addrs.proxy + "/targets/"}
 	return nil
 }
 
@@ -185,8 +189,12 @@ func (b *bench) startGateway() error {
 	for _, f := range []string{"gateway.addr", "gateway.tls"} {
 		_ = os.Remove(filepath.Join(b.dir, f))
 	}
-	gw, addr, err := b.spawn("gateway", "gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", filepath.Join(b.dir, "root.json"),
-		"-prefetch", strings.Join(b.prefetch, ","), "-tls-addr-file", filepath.Join(b.dir, "gateway.tls"))
+	args := []string{"gateway", "-dir", filepath.Join(b.dir, "gw"), "-upstream", b.fastUp, "-root", filepath.Join(b.dir, "root.json"),
+		"-prefetch", strings.Join(b.prefetch, ","), "-tls-addr-file", filepath.Join(b.dir, "gateway.tls")}
+	if b.http2 {
+		args = append(args, "-http2")
+	}
+	gw, addr, err := b.spawn("gateway", args...)
 	if err != nil {
 		return err
 	}
@@ -194,8 +202,9 @@ func (b *bench) startGateway() error {
 	if err != nil {
 		return err
 	}
-	b.gwHTTP = server{"gateway (HTTP)", gw, "http://" + addr + "/v1/blobs/sha256/"}
-	b.gwHTTPS = server{"gateway (HTTPS)", gw, "https://" + tlsAddr + "/v1/blobs/sha256/"}
+	b.gwHTTP = server{name: "gateway (HTTP)", cmd: gw, base: "http://" + addr + "/v1/blobs/sha256/"}
+	b.gwHTTPS = server{name: "gateway (HTTPS)", cmd: gw, base: "https://" + tlsAddr + "/v1/blobs/sha256/"}
+	b.gwHTTP2 = server{name: "gateway (HTTPS, HTTP/2)", cmd: gw, base: "https://" + tlsAddr + "/v1/blobs/sha256/", http2: true}
 	return nil
 }
 
@@ -233,7 +242,7 @@ func (b *bench) url(s server, name string) string { return s.base + b.sums[name]
 // runs trials rounds of nginx and the gateway over plain HTTP, back to
 // back in alternating order, so that both see the same machine load; the
 // ratios are taken per round and their median is reported. The HTTPS
-// rows, which have no nginx counterpart, and nginx with the send buffer
+// and HTTP/2 rows, which have no nginx counterpart, and nginx with the send buffer
 // the gateway sets on busy connections run once per row, for reference.
 func (b *bench) cached(dur time.Duration, trials int) {
 	fmt.Fprintf(b.out, "## Cached blobs\n\nEach run lasts %s; every client downloads the blob again and again. "+
@@ -265,10 +274,11 @@ func (b *bench) cached(dur time.Duration, trials int) {
 			}
 			sndbuf := b.measure(b.ngSndbuf, blob, clients, dur)
 			tls := b.measure(b.gwHTTPS, blob, clients, dur)
-			for _, row := range []struct {
-				s  server
-				ms []measured
-			}{{b.ngStatic, ng}, {b.gwHTTP, gw}, {b.ngSndbuf, []measured{sndbuf}}, {b.gwHTTPS, []measured{tls}}} {
+			rows := []serverRuns{{b.ngStatic, ng}, {b.gwHTTP, gw}, {b.ngSndbuf, []measured{sndbuf}}, {b.gwHTTPS, []measured{tls}}}
+			if b.http2 {
+				rows = append(rows, serverRuns{b.gwHTTP2, []measured{b.measure(b.gwHTTP2, blob, clients, dur)}})
+			}
+			for _, row := range rows {
 				fmt.Fprintf(b.out, "| %s | %d | %s | %s | %s | %s | %s | %d | %d |\n", sizeName(blob), clients, row.s.name,
 					spread(row.ms, func(m measured) float64 { return m.mbps }, "%.0f"),
 					spread(row.ms, func(m measured) float64 { return m.cpuPerGB }, "%.3f"),
@@ -286,12 +296,18 @@ func (b *bench) cached(dur time.Duration, trials int) {
 					cpuOK++
 				}
 			}
-			fmt.Fprintf(&ratios, "| %s | %d | %.2f | %.2f | %d of %d | %d of %d |\n", sizeName(blob), clients,
+			fmt.Fprintf(&ratios, "| %s | %d | %.3f | %.3f | %d of %d | %d of %d |\n", sizeName(blob), clients,
 				median(tput), median(cpu), tputOK, len(ng), cpuOK, len(ng))
 		}
 	}
 	fmt.Fprintf(b.out, "\nRatios per round (gateway over HTTP against nginx in the same round), median of %d rounds:\n\n", trials)
 	b.out.Write(ratios.Bytes())
+}
+
+// serverRuns are the load runs of one server in one row.
+type serverRuns struct {
+	s  server
+	ms []measured
 }
 
 // measured is one load run against one server.
@@ -304,7 +320,7 @@ type measured struct {
 func (b *bench) measure(s server, blob string, clients int, dur time.Duration) measured {
 	fmt.Fprintf(os.Stderr, "cached %s, %d clients, %s\n", blob, clients, s.name)
 	smp := startSampler(s.cmd.Process.Pid)
-	res := runLoad(loadSpec{URL: b.url(s, blob), Clients: clients, Duration: dur})
+	res := runLoad(loadSpec{URL: b.url(s, blob), Clients: clients, Duration: dur, HTTP2: s.http2})
 	cpu, _ := smp.end()
 	gb := float64(res.Bytes) / 1e9
 	return measured{
@@ -427,7 +443,7 @@ func (b *bench) cold(rate int64) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				time.Sleep(time.Duration(i) * fill * 8 / 10 / 16)
+				time.Sleep(time.Duration(i) * fill * 8 / 10 / 15)
 				res := runOnce(c.url)
 				mu.Lock()
 				defer mu.Unlock()
