@@ -2,6 +2,9 @@
 # Runs the whole Wardgate path on loopback: a hub with a TUF repository
 # of two releases and their SBOMs, an enrolled gateway, and 20 simulated
 # devices. Prints a summary and leaves no process or file behind.
+# With DEMO_KEEP=1 it leaves the hub and gateway running after the
+# devices, prints curl commands for trying the device API by hand, and
+# stops everything on Ctrl-C.
 set -euo pipefail
 
 bin=${BIN:-bin}
@@ -14,6 +17,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 free_port() {
   python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, getattr(socket, sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
@@ -86,6 +90,21 @@ echo "== 20 simulated devices"
   -profile IP-200:A:3.1.0:infusion-pump:2 \
   -profile MON-5:A:5.0.0:patient-monitor:8 \
   -profile XR-1:A:1.0.0:imaging:2
+
+if [ "${DEMO_KEEP:-}" = 1 ]; then
+  "$bin/wardhub" device-cert -data "$work/hub" -manufacturer "Acme Medical" -serial BYHAND-1 -out "$work/device" >/dev/null
+  curl_dev="curl --cacert $work/gateway/data/tls/device-api-ca.pem --cert $work/device/device.pem --key $work/device/device.key"
+  cat <<EOF
+== the hub and gateway keep running; try the device API as device Acme Medical/BYHAND-1:
+$curl_dev -d '{"model":"IP-200","hardware_revision":"B","version":"3.1.0"}' https://127.0.0.1:$gw_port/v1/checkin
+$curl_dev -r 0-99 -o /dev/null -D - https://127.0.0.1:$gw_port/v1/blobs/sha256/HASH   (HASH from an offer's url)
+$curl_dev https://127.0.0.1:$gw_port/tuf/default/metadata/timestamp.json
+Admin commands work too, for example: $bin/wardgate status -config $cfg
+Press Ctrl-C to stop everything and delete $work.
+EOF
+  wait "$gw_pid" || true
+  exit 0
+fi
 
 echo "== gateway status"
 "$bin/wardgate" status -config "$cfg"
