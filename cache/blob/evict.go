@@ -15,11 +15,12 @@ import (
 // victim is a blob already dropped from memory whose file and record are
 // still to be removed.
 type victim struct {
-	sha    string
-	length int64
-	kind   EventKind
-	reason string
-	done   chan struct{}
+	sha        string
+	length     int64
+	kind       EventKind
+	reason     string
+	unverified bool // counted in Store.unverified until removed
+	done       chan struct{}
 }
 
 // space is the store's accounting at one moment, under s.mu.
@@ -106,7 +107,7 @@ func (s *Store) dropLocked(sha string, kind EventKind, reason string) victim {
 		s.markVerifiedLocked()
 	}
 	s.m.setStored(s.stored, len(s.blobs))
-	v := victim{sha: sha, length: e.length, kind: kind, reason: reason, done: make(chan struct{})}
+	v := victim{sha: sha, length: e.length, kind: kind, reason: reason, unverified: !e.verified, done: make(chan struct{})}
 	s.removing[sha] = v.done
 	return v
 }
@@ -136,8 +137,10 @@ func (s *Store) removeVictims(victims []victim) {
 		delete(s.removing, v.sha)
 		close(v.done)
 		if v.kind == EventVerifyFailed {
-			// Counted as verified only now, so that Ready means removed.
 			s.m.verifyFailures.Inc()
+		}
+		if v.kind == EventVerifyFailed && v.unverified {
+			// Counted as verified only now, so that Ready means removed.
 			s.markVerifiedLocked()
 		}
 		s.mu.Unlock()

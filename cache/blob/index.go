@@ -14,11 +14,13 @@ import (
 //	blob/b/<sha256hex>           record of one committed blob (see encodeRecord)
 //	blob/p/<sha256hex>/<reason>  one pin; the value is the pin time
 //	blob/t                       totals: stored bytes and blob count
+//	blob/s                       scrub progress (see encodeScrubCursor)
 const (
 	keyPrefix       = "blob/"
 	recordPrefix    = keyPrefix + "b/"
 	pinPrefix       = keyPrefix + "p/"
 	totalsKey       = keyPrefix + "t"
+	scrubKey        = keyPrefix + "s"
 	recordVersion   = 1
 	totalsVersion   = 1
 	maxReasonLength = 256

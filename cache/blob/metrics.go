@@ -12,6 +12,9 @@ type metrics struct {
 	verifyFailures prometheus.Counter
 	fills          prometheus.Gauge
 	unverified     prometheus.Gauge
+	scrubbedBytes  prometheus.Counter
+	scrubFailures  prometheus.Counter
+	scrubPasses    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		verifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wardgate_blob_verification_failures_total",
-			Help: "Stored blobs that failed re-verification and were removed.",
+			Help: "Stored blobs that failed re-verification after an unclean shutdown or by the scrub, and were removed.",
 		}),
 		fills: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wardgate_blob_fills_in_progress",
@@ -41,11 +44,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wardgate_blob_unverified_blobs",
 			Help: "Stored blobs waiting for re-verification after an unclean shutdown.",
 		}),
+		scrubbedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wardgate_blob_scrubbed_bytes_total",
+			Help: "Bytes of committed blobs read and hashed by the scrub.",
+		}),
+		scrubFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wardgate_blob_scrub_failures_total",
+			Help: "Committed blobs that failed the scrub's hash or length check and were removed; also counted in wardgate_blob_verification_failures_total.",
+		}),
+		scrubPasses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wardgate_blob_scrub_passes_total",
+			Help: "Scrub passes that reached the last committed blob.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.bytes, m.blobs, m.evictions, m.verifyFailures, m.fills, m.unverified} {
+	for _, c := range []prometheus.Collector{m.bytes, m.blobs, m.evictions, m.verifyFailures, m.fills, m.unverified,
+		m.scrubbedBytes, m.scrubFailures, m.scrubPasses} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, err

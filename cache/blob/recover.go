@@ -160,6 +160,8 @@ func (s *Store) loadIndex() (map[string]record, map[string]map[string]struct{}, 
 					pins[sha] = map[string]struct{}{}
 				}
 				pins[sha][reason] = struct{}{}
+			case string(key) == scrubKey:
+				// The scrub's progress, read by loadScrubCursor.
 			case string(key) == totalsKey:
 				v, err := item.ValueCopy(nil)
 				if err != nil {
@@ -245,9 +247,11 @@ func (s *Store) markVerifiedLocked() {
 }
 
 // Run re-verifies blobs after an unclean shutdown, blobs that readers ask
-// for first, then writes changed access times to the index periodically.
-// It returns nil when ctx is done or the store is closed, and an error if
-// called while another Run is active.
+// for first. Then it scrubs committed blobs in the background (see
+// Options.ScrubInterval) and writes changed access times to the index
+// periodically. It returns nil when ctx is done or the store is closed,
+// after the scrub has stopped, and an error if called while another Run
+// is active.
 func (s *Store) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -283,6 +287,15 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 		s.verify(ctx, sha)
 	}
+	scrubbed := make(chan struct{})
+	go func() {
+		defer close(scrubbed)
+		s.scrub(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-scrubbed
+	}()
 	tick := time.NewTicker(s.opts.AccessFlushInterval)
 	defer tick.Stop()
 	for {
@@ -335,7 +348,7 @@ func (s *Store) verify(ctx context.Context, sha string) {
 	indexed := e.indexed
 	s.mu.Unlock()
 
-	err := checkFile(ctx, s.blobPath(sha), sha, want)
+	err := checkFile(ctx, s.blobPath(sha), sha, want, nil)
 	if ctx.Err() != nil {
 		return
 	}
@@ -364,12 +377,20 @@ func (s *Store) verify(ctx context.Context, sha string) {
 }
 
 // checkFile hashes a blob file and compares it with its name and record.
-func checkFile(ctx context.Context, path, sha string, want record) error {
+// A non-nil lim paces the reads.
+func checkFile(ctx context.Context, path, sha string, want record, lim *readLimiter) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("opening blob: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading blob: %w", err)
+	}
+	if info.Size() != want.Length {
+		return fmt.Errorf("%w: file of %d bytes, recorded %d", ErrLength, info.Size(), want.Length)
+	}
 	h256 := sha256.New()
 	var h512 hash.Hash
 	w := io.Writer(h256)
@@ -377,12 +398,18 @@ func checkFile(ctx context.Context, path, sha string, want record) error {
 		h512 = sha512.New()
 		w = io.MultiWriter(h256, h512)
 	}
-	n, err := io.CopyBuffer(w, ctxReader{ctx, f}, make([]byte, 1<<20))
+	var r io.Reader = ctxReader{ctx, f}
+	if lim != nil {
+		r = limitedReader{ctx: ctx, r: f, lim: lim}
+	}
+	// Reading no more than the recorded length ends a paced read at the
+	// blob's last byte, without waiting for budget to reach the end of file.
+	n, err := io.CopyBuffer(w, io.LimitReader(r, want.Length), make([]byte, 1<<20))
 	if err != nil {
 		return fmt.Errorf("reading blob: %w", err)
 	}
 	if n != want.Length {
-		return fmt.Errorf("%w: %d bytes, recorded %d", ErrLength, n, want.Length)
+		return fmt.Errorf("%w: read %d bytes, recorded %d", ErrLength, n, want.Length)
 	}
 	if got := hexOf(h256.Sum(nil)); got != sha {
 		return fmt.Errorf("%w: SHA-256 %s", ErrHashMismatch, got)

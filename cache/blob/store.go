@@ -2,8 +2,15 @@
 // images and release files are kept as files named by their SHA-256. The
 // package also owns the fills that write them while any number of readers
 // follow, the badger index of stored blobs, re-verification after an
-// unclean shutdown, pins, and least-recently-used eviction under a size
-// bound.
+// unclean shutdown, the scrub that re-verifies committed blobs in the
+// background, pins, and least-recently-used eviction under a size bound.
+//
+// Committed blobs are hashed again in two cases. After an unclean
+// shutdown, each one is re-verified before it is served. While Run runs,
+// the scrub re-hashes every blob once per Options.ScrubInterval, or more
+// slowly when Options.ScrubRate does not allow that. Both remove a blob
+// whose file no longer has its length and hashes, so that the next
+// request fetches it again from upstream.
 //
 // A blob becomes visible (Has, Open) only after its length and every
 // expected hash match and the file is fsynced, renamed into place and its
@@ -87,6 +94,20 @@ type Options struct {
 	// OnEvent, when set, is called for each Event, without store locks
 	// held, so that the gateway can audit removals. It must not block long.
 	OnEvent func(Event)
+	// ScrubRate is the maximum rate, in bytes per second, at which Run
+	// reads committed blobs to re-hash them, so that files damaged on disk
+	// after their commit are found. Zero means 32 MiB/s. A negative value
+	// turns the scrub off.
+	ScrubRate int64
+	// ScrubInterval is the time from the start of one scrub pass over all
+	// committed blobs to the start of the next. Zero means 24 hours, and
+	// other values must be at least one second. A pass spreads its reads
+	// over the interval: it reads at its bytes divided by the interval,
+	// but at least 1 MiB/s and at most ScrubRate. When a pass needs longer
+	// than the interval, the next one starts as soon as it ends. Progress
+	// is kept in the index, so a restart resumes the pass instead of
+	// starting it over. Passes are timed by the system clock, not Now.
+	ScrubInterval time.Duration
 }
 
 // EventKind names what happened to a blob.
@@ -96,7 +117,7 @@ type EventKind string
 const (
 	EventCommitted    EventKind = "committed"     // a fill became visible
 	EventEvicted      EventKind = "evicted"       // removed to make room
-	EventVerifyFailed EventKind = "verify-failed" // failed re-verification; removed
+	EventVerifyFailed EventKind = "verify-failed" // failed re-verification or the scrub; removed
 	EventAdopted      EventKind = "adopted"       // file without index record re-hashed and indexed
 	EventRemoved      EventKind = "removed"       // index and file disagreed; both removed
 )
@@ -155,6 +176,10 @@ type Store struct {
 
 	// hook, when set by tests, is called at named points of a fill.
 	hook func(point string)
+	// scrubHook, when set by tests, is called at named points of the
+	// scrub, and scrubTicks replaces the ticker that paces its reads.
+	scrubHook  func(point string)
+	scrubTicks <-chan time.Time
 }
 
 // Open opens or creates the blob store in dir (a folder of the gateway's
@@ -165,7 +190,8 @@ type Store struct {
 // index with the files. If the previous process did not Close the store,
 // every blob is marked unverified: Open of such a blob returns ErrNotReady
 // until Run has re-hashed it, and a blob that fails is removed and logged.
-// Blobs already verified are served while Run works.
+// Blobs already verified are served while Run works. Run also scrubs
+// committed blobs in the background (see Options.ScrubInterval).
 func Open(dir string, db *badger.DB, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("opening blob store: %w: empty dir; pass a folder of the data directory", ErrInvalid)
@@ -176,8 +202,17 @@ func Open(dir string, db *badger.DB, opts Options) (*Store, error) {
 	if opts.MaxBytes < 0 || opts.MinFree < 0 {
 		return nil, fmt.Errorf("opening blob store: %w: MaxBytes %d and MinFree %d must not be negative", ErrInvalid, opts.MaxBytes, opts.MinFree)
 	}
+	if opts.ScrubInterval != 0 && opts.ScrubInterval < time.Second {
+		return nil, fmt.Errorf("opening blob store: %w: ScrubInterval %v must be at least 1s, or 0 for the default of %v", ErrInvalid, opts.ScrubInterval, defaultScrubInterval)
+	}
 	if opts.AccessFlushInterval <= 0 {
 		opts.AccessFlushInterval = time.Minute
+	}
+	if opts.ScrubRate == 0 {
+		opts.ScrubRate = defaultScrubRate
+	}
+	if opts.ScrubInterval == 0 {
+		opts.ScrubInterval = defaultScrubInterval
 	}
 	s := &Store{
 		dir:      dir,
