@@ -408,8 +408,8 @@ var downloads atomic.Int64
 // while others run gets a fixed busySendBuffer instead: the autotuned
 // buffers of a ward of devices would reach 4 MiB each (tcp_wmem), pinning
 // kernel memory and spreading the bytes in flight far beyond the CPU
-// caches. On loopback with 64 clients this raised throughput 2.5 times
-// and lowered the CPU per byte by 40 % (docs/BENCHMARKS.md). Once set, the buffer stays fixed
+// caches. On loopback with 64 clients this raised throughput about 2.5
+// times and lowered the CPU per byte by about 43 % (docs/BENCHMARKS.md). Once set, the buffer stays fixed
 // for the connection's life.
 //
 // When the body goes out by sendfile on a plain TCP connection, Nagle's
