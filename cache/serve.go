@@ -409,8 +409,8 @@ var downloads atomic.Int64
 // buffers of a ward of devices would reach 4 MiB each (tcp_wmem), pinning
 // kernel memory and spreading the bytes in flight far beyond the CPU
 // caches. On loopback with 64 clients this raised throughput about 2.5
-// times and lowered the CPU per byte by about 43 % (docs/BENCHMARKS.md). Once set, the buffer stays fixed
-// for the connection's life.
+// times and lowered the CPU per byte by about 43 % (docs/BENCHMARKS.md).
+// Once set, the buffer stays fixed for the connection's life.
 //
 // When the body goes out by sendfile on a plain TCP connection, Nagle's
 // algorithm is turned on for it and off again after it. Go sets
