@@ -75,6 +75,7 @@ func (m *Mirror) ServeMetadata(w http.ResponseWriter, r *http.Request, escapedNa
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
+	NormalizeRange(r, int64(len(data)))
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	m.metrics.served.WithLabelValues("metadata").Inc()
 }
@@ -116,7 +117,7 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 	var later *RetryLaterError
 	switch {
 	case errors.As(err, &later):
-		RetryLater(w, later.After, "%s", later.Error())
+		RetryLater(w, later.After, "%s", later.Reason)
 		return
 	case err != nil:
 		m.log.Error("serving target failed", "target", t.Path, "err", err)
@@ -149,6 +150,11 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 func (m *Mirror) answerFromMetadata(w http.ResponseWriter, r *http.Request, t Target) bool {
 	sha := t.SHA256()
 	if r.Method != http.MethodHead && r.Header.Get("If-None-Match") == "" {
+		return false
+	}
+	if r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
+		// These are evaluated before If-None-Match (RFC 9110 section
+		// 13.2.2), so ServeContent decides on the blob.
 		return false
 	}
 	if m.opts.Blobs.Has(sha) || m.opts.Blobs.Running(sha) != nil {

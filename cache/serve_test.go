@@ -311,6 +311,59 @@ func TestUncachedHeadNoFetch(t *testing.T) {
 	}
 }
 
+// TestMetadataRangeNormalized checks that metadata files get the same
+// RFC 9110 Range handling as blobs: an empty suffix is unsatisfiable and
+// an invalid range serves the whole file.
+func TestMetadataRangeNormalized(t *testing.T) {
+	r, _ := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	url := g.mirrorURL() + "/metadata/timestamp.json"
+	resp, whole, err := get(t, url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("timestamp.json: %v %v", resp, err)
+	}
+	for _, tc := range []struct {
+		rng       string
+		status    int
+		contRange string
+	}{
+		{"bytes=-0", http.StatusRequestedRangeNotSatisfiable, fmt.Sprintf("bytes */%d", len(whole))},
+		{"bytes=-+0", http.StatusOK, ""},
+		{"Bytes=0-9", http.StatusPartialContent, fmt.Sprintf("bytes 0-9/%d", len(whole))},
+	} {
+		resp, body, err := get(t, url, "Range", tc.rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Range") != tc.contRange {
+			t.Errorf("Range %q: %d with Content-Range %q, want %d with %q", tc.rng, resp.StatusCode, resp.Header.Get("Content-Range"), tc.status, tc.contRange)
+		}
+		if tc.status == http.StatusOK && !bytes.Equal(body, whole) {
+			t.Errorf("Range %q: body differs from the whole file", tc.rng)
+		}
+	}
+}
+
+// TestUncachedIfMatchFirst checks that If-Match is evaluated before
+// If-None-Match on an uncached target, as on a cached one: a failing
+// If-Match gives 412, not 304.
+func TestUncachedIfMatchFirst(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	etag := `"sha256:` + sha256hex(img) + `"`
+	resp, _, err := get(t, g.blobURL(img), "If-Match", `"sha256:00"`, "If-None-Match", etag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusPreconditionFailed {
+		t.Errorf("If-Match another tag with If-None-Match the ETag: status %d, want 412", resp.StatusCode)
+	}
+}
+
 func TestCurlRangeDownload(t *testing.T) {
 	needCurl(t)
 	r, img := smallRepo(t)

@@ -323,26 +323,66 @@ func (g *Gateway) authorizeDownload(r *http.Request, id deviceIdentity, t cache.
 }
 
 func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, id deviceIdentity, t cache.Target) {
-	g.auditDownload(r, id, t)
+	w = g.auditDownload(w, r, id, t)
 	// An uncached target is pulled through: this device and any other
 	// asking for it follow one upstream fetch.
 	g.mirror.ServeTargetBlob(w, r, t)
 }
 
-// auditDownload records a device's download of t when the request
-// receives the blob's first byte: a GET of the whole blob, or a Range
-// request from byte 0 (as a download in chunks or a TUF client starts).
-// Later chunks and resumes of the same download are not recorded again.
-func (g *Gateway) auditDownload(r *http.Request, id deviceIdentity, t cache.Target) {
+// auditDownload returns w wrapped so that the device's download of t is
+// recorded when the response's status is chosen. It is recorded when the
+// response carries the blob's first byte: a 200 to a GET (also when a
+// Range was ignored), or a 206 whose ranges include byte 0, as a download
+// in chunks or a TUF client starts. Resumes, later chunks and 304, 412,
+// 416 or 503 responses are not recorded.
+func (g *Gateway) auditDownload(w http.ResponseWriter, r *http.Request, id deviceIdentity, t cache.Target) http.ResponseWriter {
 	if r.Method != http.MethodGet {
-		return
+		return w
 	}
 	cache.NormalizeRange(r, t.Length)
-	if !cache.RangeIncludesFirstByte(r, t.Length) {
-		return
-	}
-	g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": t.Path}})
+	return &downloadAudit{ResponseWriter: w, fromStart: cache.RangeIncludesFirstByte(r, t.Length), record: func() {
+		g.recordAudit(r.Context(), audit.Record{Actor: "device:" + id.key(), Action: "download", Subject: id.key(), Details: map[string]string{"target": t.Path}})
+	}}
 }
+
+// downloadAudit is the ResponseWriter of an audited download. It keeps
+// io.ReaderFrom, so a committed blob still goes out by sendfile.
+type downloadAudit struct {
+	http.ResponseWriter
+	fromStart bool // a 206 response includes byte 0
+	record    func()
+	decided   bool
+}
+
+func (d *downloadAudit) WriteHeader(status int) {
+	if !d.decided {
+		d.decided = true
+		if status == http.StatusOK || status == http.StatusPartialContent && d.fromStart {
+			d.record()
+		}
+	}
+	d.ResponseWriter.WriteHeader(status)
+}
+
+func (d *downloadAudit) Write(b []byte) (int, error) {
+	if !d.decided {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.ResponseWriter.Write(b)
+}
+
+func (d *downloadAudit) ReadFrom(src io.Reader) (int64, error) {
+	if !d.decided {
+		d.WriteHeader(http.StatusOK)
+	}
+	if rf, ok := d.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(d.ResponseWriter, src)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (d *downloadAudit) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 func isSHA256Hex(s string) bool {
 	if len(s) != 64 {
@@ -384,8 +424,7 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 			denied.write(w)
 			return
 		}
-		g.auditDownload(r, id, t)
-		g.mirror.ServeTarget(w, r, name)
+		g.mirror.ServeTarget(g.auditDownload(w, r, id, t), r, name)
 	default:
 		http.NotFound(w, r)
 	}

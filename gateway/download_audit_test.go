@@ -14,9 +14,9 @@ import (
 )
 
 // TestDownloadAuditEveryPath checks that a download is audited once per
-// request that receives the blob's first byte, on the content-addressed
-// path with or without Range and on the TUF mirror path, and not for a
-// resume or a HEAD.
+// response that carries the blob's first byte, on the content-addressed
+// path with or without Range and on the TUF mirror path. A resume, a
+// HEAD, a 304 and a 412 are not audited.
 func TestDownloadAuditEveryPath(t *testing.T) {
 	e := newEnv(t)
 	e.startHub()
@@ -44,24 +44,29 @@ func TestDownloadAuditEveryPath(t *testing.T) {
 	}
 	hash := strings.TrimPrefix(offer.URL, "/v1/blobs/sha256/")
 	mirrorPath := "/tuf/default/targets/" + path.Dir(pumpTarget) + "/" + hash + "." + path.Base(pumpTarget)
+	etag := `"sha256:` + hash + `"`
 	steps := []struct {
-		name, method, path, rng string
-		status                  int
-		records                 int
+		name, method, path string
+		hdr                []string
+		status             int
+		records            int
 	}{
-		{"first chunk", http.MethodGet, offer.URL, "bytes=0-1023", http.StatusPartialContent, 1},
-		{"resume", http.MethodGet, offer.URL, "bytes=1024-", http.StatusPartialContent, 1},
-		{"HEAD", http.MethodHead, offer.URL, "", http.StatusOK, 1},
-		{"whole blob", http.MethodGet, offer.URL, "", http.StatusOK, 2},
-		{"TUF mirror path", http.MethodGet, mirrorPath, "", http.StatusOK, 3},
+		{"first chunk", http.MethodGet, offer.URL, []string{"Range", "bytes=0-1023"}, http.StatusPartialContent, 1},
+		{"resume", http.MethodGet, offer.URL, []string{"Range", "bytes=1024-"}, http.StatusPartialContent, 1},
+		{"HEAD", http.MethodHead, offer.URL, nil, http.StatusOK, 1},
+		{"revalidation", http.MethodGet, offer.URL, []string{"If-None-Match", etag}, http.StatusNotModified, 1},
+		{"failed precondition", http.MethodGet, offer.URL, []string{"If-Match", `"sha256:00"`}, http.StatusPreconditionFailed, 1},
+		{"whole blob", http.MethodGet, offer.URL, nil, http.StatusOK, 2},
+		{"Range ignored by If-Range", http.MethodGet, offer.URL, []string{"Range", "bytes=100-199", "If-Range", `"sha256:00"`}, http.StatusOK, 3},
+		{"TUF mirror path", http.MethodGet, mirrorPath, nil, http.StatusOK, 4},
 	}
 	for _, st := range steps {
 		req, err := http.NewRequest(st.method, e.gatewayURL()+st.path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.rng != "" {
-			req.Header.Set("Range", st.rng)
+		for i := 0; i+1 < len(st.hdr); i += 2 {
+			req.Header.Set(st.hdr[i], st.hdr[i+1])
 		}
 		r, err := client.Do(req)
 		if err != nil {
