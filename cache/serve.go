@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,17 +61,19 @@ func decodeTargetPath(escaped string) (string, bool) {
 func (m *Mirror) ServeMetadata(w http.ResponseWriter, r *http.Request, escapedName string) {
 	name, ok := decodeMetaName(escapedName)
 	if !ok {
-		http.NotFound(w, r)
+		jsonError(w, http.StatusNotFound, "not a TUF metadata file name: "+escapedName)
 		return
 	}
 	data, err := m.Metadata(name)
 	if errors.Is(err, ErrNotFound) {
-		http.NotFound(w, r)
+		// Exactly 404: go-tuf takes it as "no newer root" and any other
+		// status as fatal.
+		jsonError(w, http.StatusNotFound, "no metadata "+name+" in the mirror")
 		return
 	}
 	if err != nil {
 		m.log.Error("reading mirrored metadata failed", "file", name, "err", err)
-		http.Error(w, "reading metadata failed", http.StatusInternalServerError)
+		jsonError(w, http.StatusInternalServerError, "reading metadata failed")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -87,14 +90,14 @@ func (m *Mirror) ServeMetadata(w http.ResponseWriter, r *http.Request, escapedNa
 func (m *Mirror) ServeTarget(w http.ResponseWriter, r *http.Request, escapedPath string) {
 	p, ok := decodeTargetPath(escapedPath)
 	if !ok {
-		http.NotFound(w, r)
+		jsonError(w, http.StatusNotFound, "not a target path: "+escapedPath)
 		return
 	}
 	m.mu.RLock()
 	st, ok := m.served[p]
 	m.mu.RUnlock()
 	if !ok || (!st.until.IsZero() && !m.opts.Now().Before(st.until)) {
-		http.NotFound(w, r)
+		jsonError(w, http.StatusNotFound, "no target "+p+" in the mirror's current or recent states")
 		return
 	}
 	m.ServeTargetBlob(w, r, st.t)
@@ -121,7 +124,7 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		return
 	case err != nil:
 		m.log.Error("serving target failed", "target", t.Path, "err", err)
-		http.Error(w, "serving target failed", http.StatusInternalServerError)
+		jsonError(w, http.StatusInternalServerError, "serving target failed")
 		return
 	}
 	setBlobHeaders(w, t.SHA256())
@@ -456,7 +459,19 @@ func tuneDownload(r *http.Request, sendfile bool) (end func()) {
 // back in the same second.
 func RetryLater(w http.ResponseWriter, base time.Duration, format string, args ...any) {
 	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(base)))
-	http.Error(w, fmt.Sprintf(format, args...)+"; retry later", http.StatusServiceUnavailable)
+	jsonError(w, http.StatusServiceUnavailable, fmt.Sprintf(format, args...)+"; retry later")
+}
+
+// jsonError writes status with a JSON body {"error": msg}, the form of
+// every error of the device API.
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(map[string]string{"error": msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // RetryAfterSeconds returns base, rounded up to whole seconds and at least

@@ -50,18 +50,22 @@ func TestAdminUnmatchedRoutesJSON(t *testing.T) {
 }
 
 // TestDeviceUnmatchedRoutesJSON checks the same for the device API: a
-// device that calls a path or method the gateway lacks gets a JSON error.
+// device that calls a path or method the gateway lacks, or asks the TUF
+// mirror for a file it does not have, gets a JSON error.
 func TestDeviceUnmatchedRoutesJSON(t *testing.T) {
 	e := newEnv(t)
 	e.startHub()
 	e.startGateway(e.gatewayConfig())
 	c := deviceClient(t, e, e.deviceCA(), "PUMP-9")
 	for _, tt := range []struct {
-		method, path string
-		status       int
+		method, path, want string
+		status             int
 	}{
-		{http.MethodGet, "/v1/updates", http.StatusNotFound},
-		{http.MethodGet, "/v1/checkin", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/v1/updates", "/v1/updates", http.StatusNotFound},
+		{http.MethodGet, "/v1/checkin", "/v1/checkin", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/tuf/nope/metadata/timestamp.json", `"nope"`, http.StatusNotFound},
+		{http.MethodGet, "/tuf/default/metadata/9.root.json", "9.root.json", http.StatusNotFound},
+		{http.MethodGet, "/tuf/default/targets/nope.img", "nope.img", http.StatusNotFound},
 	} {
 		req, err := http.NewRequest(tt.method, e.gatewayURL()+tt.path, nil)
 		if err != nil {
@@ -79,8 +83,8 @@ func TestDeviceUnmatchedRoutesJSON(t *testing.T) {
 		if resp.StatusCode != tt.status {
 			t.Errorf("%s %s: status %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
 		}
-		if err != nil || !strings.Contains(body.Error, tt.path) {
-			t.Errorf("%s %s: body error %q (decoding: %v), want a JSON error naming the path", tt.method, tt.path, body.Error, err)
+		if err != nil || !strings.Contains(body.Error, tt.want) {
+			t.Errorf("%s %s: body error %q (decoding: %v), want a JSON error naming %s", tt.method, tt.path, body.Error, err, tt.want)
 		}
 	}
 }

@@ -407,7 +407,7 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/tuf/")
 	repo, file, ok := strings.Cut(rest, "/")
 	if !ok || repo != g.cfg.Upstream.Repository {
-		http.NotFound(w, r)
+		writeError(w, http.StatusNotFound, "no TUF repository %q on this gateway; it mirrors %q", repo, g.cfg.Upstream.Repository)
 		return
 	}
 	switch {
@@ -417,7 +417,7 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(file, "targets/")
 		t, ok := g.mirror.ResolveTarget(name)
 		if !ok {
-			http.NotFound(w, r)
+			writeError(w, http.StatusNotFound, "no target %s in the mirror", name)
 			return
 		}
 		if denied := g.authorizeDownload(r, id, t); denied.status != 0 {
@@ -426,7 +426,7 @@ func (g *Gateway) handleMirror(w http.ResponseWriter, r *http.Request) {
 		}
 		g.mirror.ServeTarget(g.auditDownload(w, r, id, t), r, name)
 	default:
-		http.NotFound(w, r)
+		writeError(w, http.StatusNotFound, "no %s under /tuf/%s/: use metadata/ or targets/", file, repo)
 	}
 }
 
