@@ -164,7 +164,7 @@ func (m *Mirror) answerFromMetadata(w http.ResponseWriter, r *http.Request, t Ta
 		return false
 	}
 	setBlobHeaders(w, sha)
-	if etagMatches(r.Header.Get("If-None-Match"), `"sha256:`+sha+`"`) {
+	if etagMatches(r.Header.Get("If-None-Match"), blobETag(sha)) {
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
@@ -259,9 +259,12 @@ func (b *fillBody) failure() error {
 	return b.err
 }
 
+// blobETag is the ETag of the blob with this SHA-256 (lowercase hex).
+func blobETag(sha256hex string) string { return `"sha256:` + sha256hex + `"` }
+
 func setBlobHeaders(w http.ResponseWriter, sha256hex string) {
 	h := w.Header()
-	h.Set("ETag", `"sha256:`+sha256hex+`"`)
+	h.Set("ETag", blobETag(sha256hex))
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("Accept-Ranges", "bytes")
