@@ -101,7 +101,7 @@ func FuzzNormalizeRange(f *testing.F) {
 			case !ok:
 				t.Fatalf("%q became range %q without a dash", h, spec)
 			case got[0] == "bytes="+strconv.FormatInt(size, 10)+"-":
-				// Every range was unsatisfiable: ServeContent answers 416.
+				// Every range was unsatisfiable: ServeContent responds with 416.
 			case first == "" && (errB != nil || b <= 0 || b > size):
 				t.Fatalf("%q became suffix range %q outside 1..%d", h, spec, size)
 			case first != "" && (errA != nil || a < 0 || a >= size):

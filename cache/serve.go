@@ -289,7 +289,7 @@ const maxRanges = 64
 //   - Positions past the end are clamped, so "bytes=0-99999999999999999999"
 //     is the whole blob.
 //   - Unsatisfiable ranges (a first byte at or past the end, a suffix of
-//     zero) are dropped; when none remains, the header requests the
+//     zero) are dropped. When none remains, the header requests the
 //     first byte past the end, to which ServeContent responds with 416
 //     and "Content-Range: bytes */size".
 //   - More than maxRanges ranges remove the header.

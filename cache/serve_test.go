@@ -258,7 +258,7 @@ func TestBlobResponseRestoresNoDelay(t *testing.T) {
 }
 
 // TestUncachedHeadNoFetch checks that a HEAD, and a GET whose
-// If-None-Match holds the ETag, of an uncached target are answered from
+// If-None-Match holds the ETag, of an uncached target are served from
 // its signed metadata without an upstream fetch, and that a plain GET
 // still pulls it through.
 func TestUncachedHeadNoFetch(t *testing.T) {

@@ -50,8 +50,8 @@ func TestAdminUnmatchedRoutesJSON(t *testing.T) {
 }
 
 // TestDeviceUnmatchedRoutesJSON checks the same for the device API: a
-// device that calls a path or method the gateway lacks, or asks the TUF
-// mirror for a file it does not have, gets a JSON error.
+// device that calls a path or method the gateway lacks, or requests from the TUF
+// mirror a file it does not have, gets a JSON error.
 func TestDeviceUnmatchedRoutesJSON(t *testing.T) {
 	e := newEnv(t)
 	e.startHub()

@@ -185,7 +185,7 @@ func runGateway(args []string) error {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext}
 	// Like the gateway's device API, HTTPS offers HTTP/1.1 only unless
-	// -http2 asks for the comparison.
+	// -http2 is set for the comparison.
 	tsrv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: cache.ConnContext,
 		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}},
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}

@@ -240,10 +240,11 @@ func (b *bench) url(s server, name string) string { return s.base + b.sums[name]
 
 // cached serves committed blobs to 1, 16, 64 and 256 clients. Each row
 // runs trials rounds of nginx and the gateway over plain HTTP, back to
-// back in alternating order, so that both see the same machine load; the
-// ratios are taken per round and their median is reported. The HTTPS
-// and HTTP/2 rows, which have no nginx counterpart, and nginx with the send buffer
-// the gateway sets on busy connections run once per row, for reference.
+// back in alternating order, so that both see the same machine load. The
+// ratios are taken per round, and their median is reported. The HTTPS and
+// HTTP/2 rows, which have no nginx counterpart, and nginx with the send
+// buffer that the gateway sets on busy connections run once per row, for
+// reference.
 func (b *bench) cached(dur time.Duration, trials int) {
 	fmt.Fprintf(b.out, "## Cached blobs\n\nEach run lasts %s; every client downloads the blob again and again. "+
 		"nginx and the gateway over HTTP run %d rounds per row, back to back in alternating order; the figures are the "+
