@@ -283,9 +283,10 @@ const maxRanges = 64
 // end, and rejects numbers too large for int64 with 416 instead of
 // reading them as "to the end".
 //
-//   - A unit other than bytes (compared without case) or a range set
-//     that is not valid syntax removes the header: the blob is served
-//     whole (section 14.2 lets a server ignore Range).
+//   - A unit other than bytes (compared without case), a range set that
+//     is not valid (a last position before the first included) or two
+//     Range field lines remove the header: the blob is served whole
+//     (section 14.2 lets a server ignore Range).
 //   - Positions past the end are clamped, so "bytes=0-99999999999999999999"
 //     is the whole blob.
 //   - Unsatisfiable ranges (a first byte at or past the end, a suffix of
@@ -295,7 +296,8 @@ const maxRanges = 64
 //   - More than maxRanges ranges remove the header.
 func NormalizeRange(r *http.Request, size int64) {
 	h := r.Header.Get("Range")
-	if strings.TrimSpace(h) == "" {
+	if strings.TrimSpace(h) == "" || len(r.Header.Values("Range")) > 1 {
+		// Range is a single field value: two field lines are invalid.
 		r.Header.Del("Range")
 		return
 	}
@@ -313,7 +315,8 @@ func NormalizeRange(r *http.Request, size int64) {
 		}
 		count++
 		first, last, ok := strings.Cut(spec, "-")
-		if !ok || !allDigits(first) || !allDigits(last) || first == "" && last == "" {
+		if !ok || !allDigits(first) || !allDigits(last) || first == "" && last == "" || first != "" && last != "" && lessDigits(last, first) {
+			// Invalid syntax, or a last position before the first.
 			r.Header.Del("Range")
 			return
 		}
@@ -328,10 +331,6 @@ func NormalizeRange(r *http.Request, size int64) {
 			keep = append(keep, strconv.FormatInt(clampedInt(first, size), 10)+"-")
 		default:
 			a, b := clampedInt(first, size), clampedInt(last, size-1)
-			if b < a {
-				r.Header.Del("Range")
-				return
-			}
 			keep = append(keep, strconv.FormatInt(a, 10)+"-"+strconv.FormatInt(b, 10))
 		}
 	}
@@ -370,6 +369,16 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// lessDigits reports whether the decimal number a is less than b, for
+// digit strings of any length.
+func lessDigits(a, b string) bool {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
 }
 
 // clampedInt parses the decimal digits s, returning limit for any value

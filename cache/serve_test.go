@@ -51,6 +51,8 @@ func rangeCases(etag string) []rangeCase {
 			body: func(img []byte) []byte { return img }},
 		{name: "last before first", hdr: []string{"Range", "bytes=5-2"}, status: 200, needsAll: true,
 			body: func(img []byte) []byte { return img }},
+		{name: "last before first past the end", hdr: []string{"Range", "bytes=99999999999-99999999998"}, status: 200, needsAll: true,
+			body: func(img []byte) []byte { return img }},
 		{name: "too many ranges", hdr: []string{"Range", "bytes=0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0,0-0"}, status: 200, needsAll: true,
 			body: func(img []byte) []byte { return img }},
 		{name: "capitalised unit", hdr: []string{"Range", "Bytes=0-9"}, status: 206, body: slice(0, 10),
@@ -342,6 +344,35 @@ func TestMetadataRangeNormalized(t *testing.T) {
 		}
 		if tc.status == http.StatusOK && !bytes.Equal(body, whole) {
 			t.Errorf("Range %q: body differs from the whole file", tc.rng)
+		}
+	}
+}
+
+// TestTwoRangeLinesServeWhole checks that a request with two Range field
+// lines, which RFC 9110 does not allow, gets the whole blob whatever the
+// order of the lines.
+func TestTwoRangeLinesServeWhole(t *testing.T) {
+	r, img := smallRepo(t)
+	up := newUpstream(t, r)
+	g := newGW(t, up)
+	g.mustRefresh()
+	if err := g.mirror.Prefetch(t.Context(), "pump/pump.img"); err != nil {
+		t.Fatal(err)
+	}
+	for _, lines := range [][]string{{"bytes=0-9", "items=0-1"}, {"items=0-1", "bytes=0-9"}} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, g.blobURL(img), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["Range"] = lines
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, img) {
+			t.Errorf("Range lines %q: status %d, %d bytes, err %v; want 200 and the whole blob", lines, resp.StatusCode, len(body), err)
 		}
 	}
 }
