@@ -127,6 +127,8 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		jsonError(w, http.StatusInternalServerError, "serving target failed")
 		return
 	}
+	// The committed file and the fill both hold t.Length bytes.
+	NormalizeRange(r, t.Length)
 	setBlobHeaders(w, t.SHA256())
 	if f != nil {
 		defer f.Close()
@@ -134,7 +136,6 @@ func (m *Mirror) ServeTargetBlob(w http.ResponseWriter, r *http.Request, t Targe
 		return
 	}
 	m.metrics.followers.Inc()
-	NormalizeRange(r, t.Length)
 	defer tuneDownload(r, false)()
 	body := &fillBody{r: fill.NewReaderContext(r.Context()), fill: fill, ctx: r.Context(), size: t.Length}
 	defer body.r.Close()
@@ -283,10 +284,10 @@ const maxRanges = 64
 // end, and rejects numbers too large for int64 with 416 instead of
 // reading them as "to the end".
 //
-//   - A unit other than bytes (compared without case), a range set that
-//     is not valid (a last position before the first included) or two
-//     Range field lines remove the header: the blob is served whole
-//     (section 14.2 lets a server ignore Range).
+//   - The header is removed, so the blob is served whole, for a unit
+//     other than bytes (compared without case), for a range set that is
+//     not valid (a last position before the first included), and for two
+//     Range field lines. Section 14.2 lets a server ignore Range.
 //   - Positions past the end are clamped, so "bytes=0-99999999999999999999"
 //     is the whole blob.
 //   - Unsatisfiable ranges (a first byte at or past the end, a suffix of
@@ -403,9 +404,6 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 
 // serveFile writes a committed blob file.
 func serveFile(w http.ResponseWriter, r *http.Request, f *os.File) {
-	if st, err := f.Stat(); err == nil {
-		NormalizeRange(r, st.Size())
-	}
 	defer tuneDownload(r, true)()
 	http.ServeContent(w, r, "", time.Time{}, f)
 }
@@ -442,7 +440,7 @@ var downloads atomic.Int64
 // instead and keep TCP_NODELAY: there Nagle measured slower.
 func tuneDownload(r *http.Request, sendfile bool) (end func()) {
 	n := downloads.Add(1)
-	end = func() { downloads.Add(-1) }
+	done := func() { downloads.Add(-1) }
 	var tc *net.TCPConn
 	plain := false
 	switch c := r.Context().Value(connKey{}).(type) {
@@ -452,7 +450,7 @@ func tuneDownload(r *http.Request, sendfile bool) (end func()) {
 		tc, _ = c.NetConn().(*net.TCPConn)
 	}
 	if tc == nil || r.Method != http.MethodGet {
-		return end
+		return done
 	}
 	if n > 1 {
 		_ = tc.SetWriteBuffer(busySendBuffer)
@@ -460,10 +458,10 @@ func tuneDownload(r *http.Request, sendfile bool) (end func()) {
 	if sendfile && plain && tc.SetNoDelay(false) == nil {
 		return func() {
 			_ = tc.SetNoDelay(true)
-			downloads.Add(-1)
+			done()
 		}
 	}
-	return end
+	return done
 }
 
 // RetryLater answers 503 with a Retry-After of base plus up to half of it
